@@ -1,0 +1,317 @@
+//! The model artifact: a directory holding `weights.safetensors` (tensors by name, PyTorch
+//! layout, f32) beside `manifest.json` (everything else, versioned).
+//!
+//! Loading trusts nothing: format and version, the SHA-256 of the weights, every tensor's
+//! name, dtype and shape, the scaler's length and the finiteness of every number are checked,
+//! and each failure says which file and what is wrong.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{CoreError, Result};
+use crate::model::{Model, Threshold, TrainingSummary};
+use crate::network::{TENSOR_NAMES, Weights, tensor_shapes};
+use crate::params::ModelParams;
+use crate::scaler::MinMaxScaler;
+use crate::score::ScoreConfig;
+
+/// Value of the manifest's `format` field.
+pub const FORMAT: &str = "mmnet-model";
+/// The manifest format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// File name of the manifest inside a model directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// File name of the weights inside a model directory.
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// Reference from the manifest to the weights file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsRef {
+    /// File name, relative to the model directory.
+    pub file: String,
+    /// Hex SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// Element type of every tensor (`F32`).
+    pub dtype: String,
+}
+
+/// `manifest.json`: everything about a model except the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] at the time of writing.
+    pub format_version: u32,
+    /// Version of mmnet-core that wrote the model.
+    pub crate_version: String,
+    /// Feature names in input order.
+    pub features: Vec<String>,
+    /// Min-max scaling statistics of the training data.
+    pub scaler: MinMaxScaler,
+    /// Architecture and loss hyperparameters (K = memory_normal, L = memory_anomaly).
+    pub model: ModelParams,
+    /// Score variant reported as `mmnet_score` and its parameters.
+    pub score: ScoreConfig,
+    /// Anomaly threshold and how it was calibrated.
+    pub threshold: Threshold,
+    /// Training record.
+    pub training: TrainingSummary,
+    /// The weights file and its digest.
+    pub weights: WeightsRef,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
+    move |source| CoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Serialises the weights to safetensors bytes.
+pub fn weights_to_safetensors(w: &Weights<f32>) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = w
+        .tensors()
+        .iter()
+        .map(|t| t.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(5);
+    for ((name, t), b) in TENSOR_NAMES.iter().zip(w.tensors()).zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, t.shape().to_vec(), b)
+            .map_err(|e| CoreError::Internal(format!("safetensors view of {name}: {e}")))?;
+        views.push((*name, view));
+    }
+    let meta = HashMap::from([("format".to_string(), "mmnet-weights".to_string())]);
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| CoreError::Internal(format!("safetensors serialisation: {e}")))
+}
+
+/// Writes `model` into directory `dir` (created if needed). The manifest is written last,
+/// through a temporary file, so a crash never leaves a manifest pointing at missing weights.
+pub fn save(model: &Model, dir: &Path) -> Result<Manifest> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let bytes = weights_to_safetensors(&model.weights)?;
+    let wpath = dir.join(WEIGHTS_FILE);
+    fs::write(&wpath, &bytes).map_err(io_err(&wpath))?;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        features: model.features.clone(),
+        scaler: model.scaler.clone(),
+        model: model.params.clone(),
+        score: model.score.clone(),
+        threshold: model.threshold.clone(),
+        training: model.training.clone(),
+        weights: WeightsRef {
+            file: WEIGHTS_FILE.into(),
+            sha256: sha256_hex(&bytes),
+            dtype: "F32".into(),
+        },
+    };
+    let json = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| CoreError::Internal(format!("manifest serialisation: {e}")))?;
+    let mpath = dir.join(MANIFEST_FILE);
+    let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
+    fs::write(&tmp, json).map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &mpath).map_err(io_err(&mpath))?;
+    Ok(manifest)
+}
+
+/// The model directory for `path`, which may name the directory or its manifest.
+fn model_dir(path: &Path) -> PathBuf {
+    if path.is_file() && path.file_name().is_some_and(|n| n == MANIFEST_FILE) {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Reads and checks the manifest of the model at `path` (directory or manifest file).
+pub fn load_manifest(path: &Path) -> Result<(PathBuf, Manifest)> {
+    let dir = model_dir(path);
+    if !dir.is_dir() {
+        return Err(CoreError::artifact(
+            &dir,
+            "no such model directory (a model is a directory with manifest.json and weights.safetensors, written by `mmnet train`)",
+        ));
+    }
+    let mpath = dir.join(MANIFEST_FILE);
+    let text = fs::read_to_string(&mpath).map_err(|e| {
+        CoreError::artifact(&mpath, format!("cannot read the manifest: {e}"))
+    })?;
+    // Check the format and version before the full schema, so an old or foreign file is
+    // reported as such rather than as a missing field.
+    let head: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CoreError::artifact(&mpath, format!("not valid JSON: {e}")))?;
+    let format = head.get("format").and_then(|v| v.as_str());
+    if format != Some(FORMAT) {
+        return Err(CoreError::artifact(
+            &mpath,
+            format!("not an mmnet model manifest (format = {format:?}, expected \"{FORMAT}\")"),
+        ));
+    }
+    let version = head.get("format_version").and_then(|v| v.as_u64());
+    if version != Some(FORMAT_VERSION as u64) {
+        return Err(CoreError::artifact(
+            &mpath,
+            format!(
+                "format version {} is not supported by this mmnet {} (it reads version {FORMAT_VERSION}); retrain or use a matching mmnet",
+                version.map_or("missing".to_string(), |v| v.to_string()),
+                env!("CARGO_PKG_VERSION"),
+            ),
+        ));
+    }
+    let manifest: Manifest = serde_json::from_value(head)
+        .map_err(|e| CoreError::artifact(&mpath, format!("invalid manifest: {e}")))?;
+    check_manifest(&mpath, &manifest)?;
+    Ok((dir, manifest))
+}
+
+fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
+    let bad = |r: String| Err(CoreError::artifact(mpath, r));
+    m.model
+        .check()
+        .map_err(|e| CoreError::artifact(mpath, format!("invalid hyperparameters: {e}")))?;
+    let d = m.features.len();
+    if d == 0 {
+        return bad("the model has no features".into());
+    }
+    if m.scaler.min.len() != d || m.scaler.max.len() != d {
+        return bad(format!(
+            "scaler has {} minima and {} maxima for {d} features",
+            m.scaler.min.len(),
+            m.scaler.max.len()
+        ));
+    }
+    if let Some(i) = m
+        .scaler
+        .min
+        .iter()
+        .zip(&m.scaler.max)
+        .position(|(a, b)| !a.is_finite() || !b.is_finite() || a > b)
+    {
+        return bad(format!(
+            "scaler statistics for feature `{}` are invalid (min {}, max {})",
+            m.features[i], m.scaler.min[i], m.scaler.max[i]
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = m.features.iter().find(|f| !seen.insert(f.as_str())) {
+        return bad(format!("feature `{dup}` appears twice"));
+    }
+    if !m.threshold.value.is_finite() {
+        return bad(format!("threshold {} is not finite", m.threshold.value));
+    }
+    if !m.score.lambda.is_finite() {
+        return bad(format!("score lambda {} is not finite", m.score.lambda));
+    }
+    if m.weights.dtype != "F32" {
+        return bad(format!("weights dtype {} is not supported (F32 only)", m.weights.dtype));
+    }
+    if m.weights.file.contains('/') || m.weights.file.contains("..") {
+        return bad(format!("weights file name `{}` must be a plain file name", m.weights.file));
+    }
+    Ok(())
+}
+
+/// Loads and fully checks the model at `path` (directory or manifest file).
+pub fn load(path: &Path) -> Result<Model> {
+    let (dir, m) = load_manifest(path)?;
+    let wpath = dir.join(&m.weights.file);
+    let bytes = fs::read(&wpath)
+        .map_err(|e| CoreError::artifact(&wpath, format!("cannot read the weights: {e}")))?;
+    let digest = sha256_hex(&bytes);
+    if digest != m.weights.sha256 {
+        return Err(CoreError::artifact(
+            &wpath,
+            format!(
+                "SHA-256 {digest} does not match the manifest's {} ({} bytes on disk): the file is corrupted, truncated or from another model",
+                m.weights.sha256,
+                bytes.len()
+            ),
+        ));
+    }
+    let weights = weights_from_safetensors(&wpath, &bytes, m.features.len(), &m.model)?;
+    Ok(Model {
+        features: m.features,
+        scaler: m.scaler,
+        params: m.model,
+        weights,
+        score: m.score,
+        threshold: m.threshold,
+        training: m.training,
+    })
+}
+
+/// Parses and checks weights for a model with `input_dim` features and params `p`.
+pub fn weights_from_safetensors(
+    path: &Path,
+    bytes: &[u8],
+    input_dim: usize,
+    p: &ModelParams,
+) -> Result<Weights<f32>> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| CoreError::artifact(path, format!("not a valid safetensors file: {e}")))?;
+    let shapes = tensor_shapes(input_dim, p);
+    let mut out: Vec<Array2<f32>> = Vec::with_capacity(5);
+    for (name, [r, c]) in TENSOR_NAMES.iter().zip(shapes) {
+        let t = st
+            .tensor(name)
+            .map_err(|_| CoreError::artifact(path, format!("tensor `{name}` is missing")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(CoreError::artifact(
+                path,
+                format!("tensor `{name}` has dtype {:?}, expected F32", t.dtype()),
+            ));
+        }
+        if t.shape() != [r, c] {
+            return Err(CoreError::artifact(
+                path,
+                format!(
+                    "tensor `{name}` has shape {:?}, expected [{r}, {c}] for {input_dim} features, hidden {}, latent {}, memory {}",
+                    t.shape(),
+                    p.hidden_dim,
+                    p.latent_dim,
+                    p.memory_size()
+                ),
+            ));
+        }
+        let values: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(CoreError::artifact(
+                path,
+                format!("tensor `{name}` holds a non-finite value at element {i}"),
+            ));
+        }
+        let a = Array2::from_shape_vec((r, c), values)
+            .map_err(|e| CoreError::artifact(path, format!("tensor `{name}`: {e}")))?;
+        out.push(a);
+    }
+    let mut it = out.into_iter();
+    let mut next = || it.next().ok_or_else(|| CoreError::Internal("tensor count".into()));
+    Ok(Weights {
+        enc1: next()?,
+        enc2: next()?,
+        memory: next()?,
+        dec1: next()?,
+        dec2: next()?,
+    })
+}

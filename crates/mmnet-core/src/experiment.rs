@@ -1,0 +1,185 @@
+//! The paper's experiment end to end: for each run, split (protocol.rs), train on D_u and
+//! D_l, score the test set and compute AUC-ROC and AUC-PR of every score variant.
+
+use ndarray::{Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::metrics::{auc_roc, average_precision};
+use crate::protocol::{KnownType, ProtocolConfig, split};
+use crate::score::ScoreVariant;
+use crate::train::{FitConfig, TrainData, TrainObserver, fit};
+
+/// AUC-ROC and AUC-PR of one score variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantMetrics {
+    /// Score variant name.
+    pub variant: String,
+    /// Area under the ROC curve.
+    pub auc_roc: f64,
+    /// Average precision.
+    pub auc_pr: f64,
+}
+
+/// One run's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Run index, 0-based.
+    pub run: usize,
+    /// Seed used for the split and for training.
+    pub seed: u64,
+    /// Rows in D_u, D_l and test.
+    pub sizes: [usize; 3],
+    /// Anomalies in the test set.
+    pub test_anomalies: usize,
+    /// Training wall time.
+    pub train_seconds: f64,
+    /// Metrics of every variant.
+    pub metrics: Vec<VariantMetrics>,
+}
+
+/// Mean and standard deviation (population, as numpy's default) of a metric over runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanStd {
+    /// Mean.
+    pub mean: f64,
+    /// Standard deviation.
+    pub std: f64,
+}
+
+impl MeanStd {
+    /// Mean and population standard deviation of `v`.
+    pub fn of(v: &[f64]) -> MeanStd {
+        let n = v.len().max(1) as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+        MeanStd {
+            mean,
+            std: var.sqrt(),
+        }
+    }
+}
+
+/// Summary of a variant over all runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantSummary {
+    /// Score variant name.
+    pub variant: String,
+    /// AUC-ROC over runs.
+    pub auc_roc: MeanStd,
+    /// AUC-PR over runs.
+    pub auc_pr: MeanStd,
+}
+
+/// All runs and their summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentReport {
+    /// Per-run results.
+    pub runs: Vec<RunResult>,
+    /// Per-variant mean and std.
+    pub summary: Vec<VariantSummary>,
+}
+
+/// Selects rows of `x` by index.
+pub fn take_rows(x: ArrayView2<f32>, rows: &[usize]) -> Array2<f32> {
+    x.select(Axis(0), rows)
+}
+
+/// Runs `runs` repetitions of the protocol; `on_run` sees each result as it completes and
+/// `observer` sees training progress.
+#[allow(clippy::too_many_arguments)]
+pub fn run_experiment(
+    x: ArrayView2<f32>,
+    labels: &[bool],
+    features: &[String],
+    known: Option<KnownType<'_>>,
+    protocol: &ProtocolConfig,
+    fit_cfg: &FitConfig,
+    runs: usize,
+    base_seed: u64,
+    observer: &mut dyn TrainObserver,
+    on_run: &mut dyn FnMut(&RunResult),
+) -> Result<ExperimentReport> {
+    if x.nrows() != labels.len() {
+        return Err(CoreError::Shape {
+            what: "labels".into(),
+            expected: format!("{} rows", x.nrows()),
+            got: format!("{} rows", labels.len()),
+        });
+    }
+    let mut results = Vec::with_capacity(runs);
+    for run in 0..runs {
+        let seed = base_seed + run as u64;
+        let s = split(labels, known, protocol, seed)?;
+        let xu = take_rows(x, &s.unlabeled);
+        let xl = take_rows(x, &s.labeled);
+        let xt = take_rows(x, &s.test);
+        let yt: Vec<bool> = s.test.iter().map(|&i| labels[i]).collect();
+        let mut cfg = fit_cfg.clone();
+        cfg.train.seed = seed;
+        let model = fit(
+            TrainData {
+                features,
+                unlabeled: xu.view(),
+                labeled: xl.view(),
+            },
+            &cfg,
+            observer,
+        )?;
+        let metrics = evaluate_variants(&model.score_all_variants(xt.view())?, &yt)?;
+        let r = RunResult {
+            run,
+            seed,
+            sizes: [s.unlabeled.len(), s.labeled.len(), s.test.len()],
+            test_anomalies: yt.iter().filter(|&&b| b).count(),
+            train_seconds: model.training.wall_seconds,
+            metrics,
+        };
+        on_run(&r);
+        results.push(r);
+    }
+    let summary = ScoreVariant::ALL
+        .iter()
+        .map(|v| {
+            let pick = |f: fn(&VariantMetrics) -> f64| -> Vec<f64> {
+                results
+                    .iter()
+                    .filter_map(|r| r.metrics.iter().find(|m| m.variant == v.name()).map(f))
+                    .collect()
+            };
+            VariantSummary {
+                variant: v.name().into(),
+                auc_roc: MeanStd::of(&pick(|m| m.auc_roc)),
+                auc_pr: MeanStd::of(&pick(|m| m.auc_pr)),
+            }
+        })
+        .collect();
+    Ok(ExperimentReport {
+        runs: results,
+        summary,
+    })
+}
+
+/// AUC-ROC and AUC-PR of each (variant, scores) pair against `labels`.
+pub fn evaluate_variants(
+    scores: &[(ScoreVariant, Vec<f32>)],
+    labels: &[bool],
+) -> Result<Vec<VariantMetrics>> {
+    scores
+        .iter()
+        .map(|(v, s)| {
+            let roc = auc_roc(s, labels);
+            let pr = average_precision(s, labels);
+            match (roc, pr) {
+                (Some(auc_roc), Some(auc_pr)) => Ok(VariantMetrics {
+                    variant: v.name().into(),
+                    auc_roc,
+                    auc_pr,
+                }),
+                _ => Err(CoreError::Data(
+                    "evaluation needs both normal and anomalous rows in the labels".into(),
+                )),
+            }
+        })
+        .collect()
+}

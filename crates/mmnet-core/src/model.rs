@@ -1,0 +1,161 @@
+//! A trained model: everything needed to score raw rows, and nothing else.
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::loss::LossParts;
+use crate::network::Weights;
+use crate::params::{ModelParams, TrainParams};
+use crate::scaler::MinMaxScaler;
+use crate::score::{RawScores, ScoreConfig, ScoreVariant, score_scaled};
+
+/// The anomaly threshold on `mmnet_score` and how it was obtained.
+///
+/// Calibrated on training data only: the `quantile`-quantile (linear interpolation, as
+/// numpy's default) of the score over the unlabeled training rows D_u. D_u is mostly normal,
+/// so the quantile is the share of training traffic the model would flag; 0.99 by default
+/// flags about 1 % of data that looks like the training data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    /// Rows with `mmnet_score > value` are anomalies.
+    pub value: f32,
+    /// How `value` was set, e.g. `quantile_of_unlabeled_training_scores`.
+    pub method: String,
+    /// The quantile used, when `method` is a quantile.
+    pub quantile: Option<f64>,
+}
+
+/// Loss means of one epoch (per row for rec and mask, as L_KL already is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochLoss {
+    /// Epoch, 0-based.
+    pub epoch: usize,
+    /// Learning rate used in this epoch.
+    pub learning_rate: f64,
+    /// Mean loss terms per row over the epoch.
+    pub loss: LossParts,
+}
+
+/// What happened during training, kept in the manifest for reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSummary {
+    /// Rows in D_u.
+    pub rows_unlabeled: usize,
+    /// Rows in D_l.
+    pub rows_labeled: usize,
+    /// Optimisation hyperparameters used.
+    pub params: TrainParams,
+    /// Wall-clock training time in seconds.
+    pub wall_seconds: f64,
+    /// Per-epoch loss history.
+    pub history: Vec<EpochLoss>,
+}
+
+/// A trained MMNet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// Feature names, in the order the network reads them.
+    pub features: Vec<String>,
+    /// Scaling fitted on the training data.
+    pub scaler: MinMaxScaler,
+    /// Architecture and loss hyperparameters.
+    pub params: ModelParams,
+    /// Learned weights.
+    pub weights: Weights<f32>,
+    /// Which score is `mmnet_score`.
+    pub score: ScoreConfig,
+    /// Anomaly threshold on `mmnet_score`.
+    pub threshold: Threshold,
+    /// Training record.
+    pub training: TrainingSummary,
+}
+
+/// Scores of a batch of rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredBatch {
+    /// The configured score, higher = more anomalous.
+    pub score: Vec<f32>,
+    /// Raw S_sum, S_KL and (if computed) MSE.
+    pub raw: RawScores,
+    /// `score > threshold`.
+    pub is_anomaly: Vec<bool>,
+}
+
+impl Model {
+    /// Number of input features.
+    pub fn input_dim(&self) -> usize {
+        self.features.len()
+    }
+
+    /// Scores raw (unscaled) rows whose columns are in [`Model::features`] order.
+    /// `threshold` overrides the stored one. The decoder runs only when the configured
+    /// variant or `with_mse` needs it.
+    pub fn score(
+        &self,
+        x: ArrayView2<f32>,
+        with_mse: bool,
+        threshold: Option<f32>,
+    ) -> Result<ScoredBatch> {
+        if x.ncols() != self.input_dim() {
+            return Err(CoreError::Shape {
+                what: "rows to score".into(),
+                expected: format!("{} feature columns", self.input_dim()),
+                got: format!("{} columns", x.ncols()),
+            });
+        }
+        let scaled = self.scaler.transform(x);
+        let need_mse = with_mse || self.score.variant.needs_decoder();
+        let raw = score_scaled(&self.weights, &self.params, scaled.view(), need_mse);
+        let score = raw
+            .variant(self.score.variant, self.score.lambda)
+            .ok_or_else(|| CoreError::Internal("score variant needs the decoder".into()))?;
+        let t = threshold.unwrap_or(self.threshold.value);
+        let is_anomaly = score.iter().map(|&s| s > t).collect();
+        Ok(ScoredBatch {
+            score,
+            raw,
+            is_anomaly,
+        })
+    }
+
+    /// Every variant's score for `x` (for evaluation).
+    pub fn score_all_variants(&self, x: ArrayView2<f32>) -> Result<Vec<(ScoreVariant, Vec<f32>)>> {
+        let b = self.score(x, true, None)?;
+        Ok(ScoreVariant::ALL
+            .into_iter()
+            .filter_map(|v| b.raw.variant(v, self.score.lambda).map(|s| (v, s)))
+            .collect())
+    }
+}
+
+/// Linear-interpolated quantile (numpy's default) of `values`; `q` in [0, 1].
+pub fn quantile(values: &[f32], q: f64) -> Option<f32> {
+    let mut v: Vec<f32> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let frac = (pos - lo as f64) as f32;
+    Some(v[lo] + (v[hi] - v[lo]) * frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantile_matches_numpy_linear() {
+        // numpy.quantile([1, 2, 3, 4], 0.9) = 3.7
+        assert!((quantile(&[4.0, 1.0, 3.0, 2.0], 0.9).unwrap() - 3.7).abs() < 1e-6);
+        assert_eq!(quantile(&[5.0], 0.99), Some(5.0));
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile(&[1.0, f32::NAN, 3.0], 1.0), Some(3.0));
+    }
+}

@@ -1,0 +1,244 @@
+//! Training: Adam on 50/50 mini-batches of D_u and D_l (SPEC), min-max scaling fitted on
+//! the training data, seeded and reproducible, then threshold calibration on D_u.
+
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::adam::Adam;
+use crate::error::{CoreError, Result};
+use crate::loss::LossParts;
+use crate::model::{EpochLoss, Model, Threshold, TrainingSummary, quantile};
+use crate::network::{Weights, backward, forward, loss};
+use crate::params::{ModelParams, TrainParams};
+use crate::scaler::MinMaxScaler;
+use crate::score::{ScoreConfig, score_scaled};
+
+/// Training data: raw (unscaled) rows of D_u and D_l with the same feature columns.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainData<'a> {
+    /// Feature names, one per column.
+    pub features: &'a [String],
+    /// D_u: unlabeled rows (mostly normal).
+    pub unlabeled: ArrayView2<'a, f32>,
+    /// D_l: labeled anomalies.
+    pub labeled: ArrayView2<'a, f32>,
+}
+
+/// Everything `fit` needs besides the data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FitConfig {
+    /// Architecture and loss.
+    pub model: ModelParams,
+    /// Optimisation.
+    pub train: TrainParams,
+    /// Score reported as `mmnet_score`.
+    pub score: ScoreConfig,
+    /// Quantile of D_u scores used as anomaly threshold. `None` = 0.99.
+    pub threshold_quantile: Option<f64>,
+}
+
+/// Default threshold quantile (see [`Threshold`]).
+pub const DEFAULT_THRESHOLD_QUANTILE: f64 = 0.99;
+
+/// Progress of a training run, for progress bars and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Epoch, 0-based.
+    pub epoch: usize,
+    /// Total epochs.
+    pub epochs: usize,
+    /// Rows processed so far in this epoch (unlabeled + labeled).
+    pub rows_done: usize,
+    /// Mean loss per row so far in this epoch.
+    pub loss: LossParts,
+    /// Seconds since the epoch started.
+    pub epoch_seconds: f64,
+}
+
+/// Receives training progress; every method has a no-op default.
+pub trait TrainObserver {
+    /// Called after every mini-batch.
+    fn on_batch(&mut self, _p: &Progress) {}
+    /// Called after every epoch.
+    fn on_epoch(&mut self, _p: &Progress) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Silent;
+impl TrainObserver for Silent {}
+
+fn check_finite(what: &str, x: ArrayView2<f32>, features: &[String]) -> Result<()> {
+    for (r, row) in x.axis_iter(Axis(0)).enumerate() {
+        if let Some((c, &v)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(CoreError::NonFinite {
+                what: what.into(),
+                row: r,
+                feature: features.get(c).cloned().unwrap_or_else(|| c.to_string()),
+                value: v,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn validate(data: &TrainData<'_>, cfg: &FitConfig) -> Result<()> {
+    cfg.model.check()?;
+    cfg.train.check()?;
+    let d = data.features.len();
+    if d == 0 {
+        return Err(CoreError::Data("no feature columns".into()));
+    }
+    for (what, x) in [("D_u", data.unlabeled), ("D_l", data.labeled)] {
+        if x.ncols() != d {
+            return Err(CoreError::Shape {
+                what: format!("{what} rows"),
+                expected: format!("{d} columns (one per feature)"),
+                got: format!("{} columns", x.ncols()),
+            });
+        }
+    }
+    if data.unlabeled.nrows() == 0 {
+        return Err(CoreError::Data("no unlabeled rows (D_u is empty)".into()));
+    }
+    if data.labeled.nrows() == 0 {
+        return Err(CoreError::Data(
+            "no labeled anomalies: MMNet is semi-supervised and needs at least one row with label 1 (D_l)".into(),
+        ));
+    }
+    check_finite("unlabeled training rows", data.unlabeled, data.features)?;
+    check_finite("labeled training rows", data.labeled, data.features)?;
+    if let Some(q) = cfg.threshold_quantile
+        && !(0.0..=1.0).contains(&q)
+    {
+        return Err(CoreError::param("threshold_quantile", format!("must be in [0, 1], got {q}")));
+    }
+    Ok(())
+}
+
+/// Trains a model. Deterministic for a given seed and data.
+pub fn fit(data: TrainData<'_>, cfg: &FitConfig, observer: &mut dyn TrainObserver) -> Result<Model> {
+    validate(&data, cfg)?;
+    let start = Instant::now();
+    let (mp, tp) = (&cfg.model, &cfg.train);
+    let scaler = MinMaxScaler::fit(&[data.unlabeled, data.labeled])?;
+    let xu = scaler.transform(data.unlabeled);
+    let xl = scaler.transform(data.labeled);
+    let d = xu.ncols();
+
+    let mut rng = ChaCha8Rng::seed_from_u64(tp.seed);
+    let mut weights: Weights<f32> = Weights::init(d, mp, &mut rng);
+    let mut grads = weights.zeros_like();
+    let mut adam = Adam::new(&weights, tp);
+    let mut order: Vec<usize> = (0..xu.nrows()).collect();
+    let mut batch = Array2::<f32>::zeros((2 * tp.batch_size, d));
+    let mut labeled = vec![false; 2 * tp.batch_size];
+    let mut history = Vec::with_capacity(tp.epochs);
+
+    for epoch in 0..tp.epochs {
+        let lr = tp.learning_rate * tp.lr_decay.powi(epoch as i32);
+        let t0 = Instant::now();
+        order.shuffle(&mut rng);
+        let mut sum = LossParts::default();
+        let mut rows = 0usize;
+        let mut kl_rows = 0usize;
+        for chunk in order.chunks(tp.batch_size) {
+            let n = chunk.len();
+            // n rows of D_u, then n rows drawn with replacement from D_l.
+            for (i, &r) in chunk.iter().enumerate() {
+                batch.row_mut(i).assign(&xu.row(r));
+                labeled[i] = false;
+            }
+            for i in 0..n {
+                let r = rng.random_range(0..xl.nrows());
+                batch.row_mut(n + i).assign(&xl.row(r));
+                labeled[n + i] = true;
+            }
+            let x = batch.slice(ndarray::s![..2 * n, ..]);
+            let lab = &labeled[..2 * n];
+            let fw = forward(&weights, x, mp);
+            let l = loss(&fw, lab, mp);
+            if !l.total.is_finite() {
+                return Err(CoreError::Diverged {
+                    epoch,
+                    loss: l.total,
+                });
+            }
+            backward(&weights, x, lab, &fw, mp, &mut grads);
+            adam.step(&mut weights, &grads, lr);
+            sum.rec += l.rec;
+            sum.mask += l.mask;
+            sum.kl += l.kl * (2 * n) as f64;
+            rows += 2 * n;
+            kl_rows += 2 * n;
+            let mean = mean_loss(&sum, rows, kl_rows, mp);
+            observer.on_batch(&Progress {
+                epoch,
+                epochs: tp.epochs,
+                rows_done: rows,
+                loss: mean,
+                epoch_seconds: t0.elapsed().as_secs_f64(),
+            });
+        }
+        let mean = mean_loss(&sum, rows, kl_rows, mp);
+        observer.on_epoch(&Progress {
+            epoch,
+            epochs: tp.epochs,
+            rows_done: rows,
+            loss: mean,
+            epoch_seconds: t0.elapsed().as_secs_f64(),
+        });
+        history.push(EpochLoss {
+            epoch,
+            learning_rate: lr,
+            loss: mean,
+        });
+    }
+
+    // Threshold: a quantile of the configured score over D_u (training data only).
+    let q = cfg.threshold_quantile.unwrap_or(DEFAULT_THRESHOLD_QUANTILE);
+    let raw = score_scaled(&weights, mp, xu.view(), cfg.score.variant.needs_decoder());
+    let scores = raw
+        .variant(cfg.score.variant, cfg.score.lambda)
+        .ok_or_else(|| CoreError::Internal("score variant needs the decoder".into()))?;
+    let value = quantile(&scores, q)
+        .ok_or_else(|| CoreError::Data("every training score is non-finite".into()))?;
+
+    Ok(Model {
+        features: data.features.to_vec(),
+        scaler,
+        params: mp.clone(),
+        weights,
+        score: cfg.score.clone(),
+        threshold: Threshold {
+            value,
+            method: "quantile_of_unlabeled_training_scores".into(),
+            quantile: Some(q),
+        },
+        training: TrainingSummary {
+            rows_unlabeled: data.unlabeled.nrows(),
+            rows_labeled: data.labeled.nrows(),
+            params: tp.clone(),
+            wall_seconds: start.elapsed().as_secs_f64(),
+            history,
+        },
+    })
+}
+
+fn mean_loss(sum: &LossParts, rows: usize, kl_rows: usize, mp: &ModelParams) -> LossParts {
+    let r = rows.max(1) as f64;
+    let rec = sum.rec / r;
+    let mask = sum.mask / r;
+    let kl = sum.kl / kl_rows.max(1) as f64;
+    LossParts {
+        rec,
+        mask,
+        kl,
+        total: rec + mp.lambda_mask * mask + mp.lambda_kl * kl,
+    }
+}
