@@ -1,1 +1,18 @@
+//! # mmnet-arrow
+//!
+//! Tables in, scores out: reads Parquet, CSV and ADBench `.npz` files as Arrow record
+//! batches, maps columns to model features by name (any numeric type, cast to f32), and
+//! writes scored tables. Rows with a null or non-finite feature get NULL scores rather than
+//! failing the whole file, the SQL convention.
 
+pub mod error;
+pub mod features;
+pub mod format;
+pub mod read;
+pub mod score_file;
+pub mod write;
+
+pub use error::{Result, TableError};
+pub use features::{Dataset, DatasetSpec, load_dataset};
+pub use format::FileFormat;
+pub use score_file::{ScoreSummary, score_file};

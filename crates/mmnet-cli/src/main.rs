@@ -1,1 +1,58 @@
-fn main() {}
+//! `mmnet`: train, score, evaluate and benchmark MMNet anomaly detectors.
+//!
+//! A thin layer: parses arguments and wires `mmnet-core` (the model) to `mmnet-arrow`
+//! (tables). Every failure prints one `error:` line naming what is wrong and exits non-zero.
+
+mod cmd_eval;
+mod cmd_experiment;
+mod cmd_score;
+mod cmd_train;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Semi-supervised anomaly scoring with MMNet (Masked Memory Network).
+#[derive(Debug, Parser)]
+#[command(name = "mmnet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model on unlabeled rows plus a few labeled anomalies (label = 1).
+    Train(cmd_train::TrainArgs),
+    /// Score every row of a file; writes the rows with mmnet_score, s_sum, s_kl, is_anomaly.
+    Score(cmd_score::ScoreArgs),
+    /// AUC-ROC and AUC-PR of every score variant on a labeled file.
+    Eval(cmd_eval::EvalArgs),
+    /// The paper's protocol end to end: split, train, test, repeated over seeds.
+    Experiment(cmd_experiment::ExperimentArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MMNET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => cmd_train::run(a),
+        Command::Score(a) => cmd_score::run(a),
+        Command::Eval(a) => cmd_eval::run(a),
+        Command::Experiment(a) => cmd_experiment::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Mapping table columns to model features: by name, any numeric Arrow type cast to f32.
+
+use std::path::Path;
+
+use arrow::array::{Array, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Schema};
+use arrow::record_batch::RecordBatch;
+use ndarray::Array2;
+
+use crate::error::{Result, TableError};
+use crate::read::{DEFAULT_BATCH_ROWS, column_indices, open};
+
+/// Whether a column of this type can be a feature (cast to f32).
+pub fn is_numeric(dt: &DataType) -> bool {
+    dt.is_numeric() || matches!(dt, DataType::Boolean)
+}
+
+/// The feature columns of a training table: every column except the label, the type column
+/// and `exclude`, in table order. A non-numeric column is an error naming it.
+pub fn training_features(
+    path: &Path,
+    schema: &Schema,
+    not_features: &[&str],
+    exclude: &[String],
+) -> Result<Vec<String>> {
+    column_indices(path, schema, exclude)?;
+    let mut out = Vec::new();
+    for f in schema.fields() {
+        let name = f.name();
+        if not_features.contains(&name.as_str()) || exclude.contains(name) {
+            continue;
+        }
+        if !is_numeric(f.data_type()) {
+            return Err(TableError::NonNumeric {
+                path: path.to_path_buf(),
+                column: name.clone(),
+                data_type: f.data_type().to_string(),
+                hint: format!("exclude it with `--exclude {name}` or convert it to numbers"),
+            });
+        }
+        out.push(name.clone());
+    }
+    if out.is_empty() {
+        return Err(TableError::malformed(path, "no feature columns left after excluding the label and --exclude columns"));
+    }
+    Ok(out)
+}
+
+/// Checks that every column of `names` exists in `schema` and is numeric.
+pub fn check_feature_columns(path: &Path, schema: &Schema, names: &[String]) -> Result<Vec<usize>> {
+    let idx = column_indices(path, schema, names)?;
+    for &i in &idx {
+        let f = schema.field(i);
+        if !is_numeric(f.data_type()) {
+            return Err(TableError::NonNumeric {
+                path: path.to_path_buf(),
+                column: f.name().clone(),
+                data_type: f.data_type().to_string(),
+                hint: "the model needs a number here".into(),
+            });
+        }
+    }
+    Ok(idx)
+}
+
+/// Features of one batch, row-major, and whether each row is complete (no null, no NaN,
+/// no infinity). Incomplete rows hold zeros and must not be reported as scored.
+pub fn batch_features(batch: &RecordBatch, columns: &[usize]) -> Result<(Array2<f32>, Vec<bool>)> {
+    let n = batch.num_rows();
+    let mut x = Array2::<f32>::zeros((n, columns.len()));
+    let mut valid = vec![true; n];
+    for (j, &c) in columns.iter().enumerate() {
+        let col = cast(batch.column(c), &DataType::Float32)?;
+        let col = col.as_primitive::<Float32Type>();
+        for i in 0..n {
+            if col.is_null(i) {
+                valid[i] = false;
+                continue;
+            }
+            let v = col.value(i);
+            if v.is_finite() {
+                x[[i, j]] = v;
+            } else {
+                valid[i] = false;
+            }
+        }
+    }
+    Ok((x, valid))
+}
+
+/// A table loaded for training or evaluation.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Feature names, in column order of `x`.
+    pub features: Vec<String>,
+    /// Raw feature values.
+    pub x: Array2<f32>,
+    /// Label per row (true = anomaly).
+    pub labels: Vec<bool>,
+    /// Anomaly type per row, when a type column was asked for.
+    pub types: Option<Vec<i64>>,
+}
+
+/// What to load from a labeled table.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetSpec {
+    /// Label column (values 0/1). Default `label`.
+    pub label_column: String,
+    /// Columns that are neither features nor label.
+    pub exclude: Vec<String>,
+    /// Optional anomaly-type column (integers).
+    pub type_column: Option<String>,
+    /// Feature columns to use, in this order; `None` = every remaining numeric column.
+    pub features: Option<Vec<String>>,
+}
+
+/// Loads a labeled table, reading only the columns it needs. Nulls, NaN or infinity in a
+/// feature, and labels other than 0/1, are errors naming the column and row.
+pub fn load_dataset(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
+    let schema = crate::read::read_schema(path)?;
+    let mut not_features = vec![spec.label_column.as_str()];
+    if let Some(t) = &spec.type_column {
+        not_features.push(t.as_str());
+    }
+    let features = match &spec.features {
+        Some(f) => {
+            check_feature_columns(path, &schema, f)?;
+            f.clone()
+        }
+        None => training_features(path, &schema, &not_features, &spec.exclude)?,
+    };
+    let mut wanted = features.clone();
+    wanted.push(spec.label_column.clone());
+    if let Some(t) = &spec.type_column {
+        wanted.push(t.clone());
+    }
+    let reader = open(path, Some(&wanted), DEFAULT_BATCH_ROWS)?;
+    let d = features.len();
+    let feat_idx: Vec<usize> = (0..d).collect();
+    let mut rows: Vec<f32> = Vec::new();
+    let mut labels = Vec::new();
+    let mut types = spec.type_column.as_ref().map(|_| Vec::new());
+    let mut offset = 0usize;
+    for batch in reader.batches {
+        let batch = batch?;
+        let (x, valid) = batch_features(&batch, &feat_idx)?;
+        if let Some(i) = valid.iter().position(|v| !v) {
+            let (col, problem) = first_bad_value(&batch, &feat_idx, i, &features)?;
+            return Err(TableError::BadValue {
+                path: path.to_path_buf(),
+                column: col,
+                row: offset + i,
+                problem,
+            });
+        }
+        rows.extend(x.iter());
+        let lab = batch.column(d);
+        labels.extend(label_values(path, &spec.label_column, lab.as_ref(), offset)?);
+        if let (Some(t), Some(tc)) = (&mut types, &spec.type_column) {
+            t.extend(int_values(path, tc, batch.column(d + 1).as_ref(), offset)?);
+        }
+        offset += batch.num_rows();
+    }
+    let x = Array2::from_shape_vec((offset, d), rows)
+        .map_err(|e| TableError::malformed(path, format!("internal shape error: {e}")))?;
+    Ok(Dataset {
+        features,
+        x,
+        labels,
+        types,
+    })
+}
+
+fn first_bad_value(
+    batch: &RecordBatch,
+    cols: &[usize],
+    row: usize,
+    names: &[String],
+) -> Result<(String, String)> {
+    for (j, &c) in cols.iter().enumerate() {
+        let col = cast(batch.column(c), &DataType::Float64)?;
+        let col = col.as_primitive::<Float64Type>();
+        if col.is_null(row) {
+            return Ok((names[j].clone(), "missing value (null)".into()));
+        }
+        let v = col.value(row);
+        if !v.is_finite() {
+            return Ok((names[j].clone(), format!("value {v} is not finite")));
+        }
+    }
+    Ok(("?".into(), "invalid value".into()))
+}
+
+/// Integer values of a column (for anomaly types).
+fn int_values(path: &Path, name: &str, col: &dyn Array, offset: usize) -> Result<Vec<i64>> {
+    let as_f = cast(col, &DataType::Float64)?;
+    let as_f = as_f.as_primitive::<Float64Type>();
+    (0..as_f.len())
+        .map(|i| {
+            let v = as_f.value(i);
+            if as_f.is_null(i) || v.fract() != 0.0 || !v.is_finite() {
+                Err(TableError::BadValue {
+                    path: path.to_path_buf(),
+                    column: name.to_string(),
+                    row: offset + i,
+                    problem: if as_f.is_null(i) { "missing value (null)".into() } else { format!("{v} is not an integer") },
+                })
+            } else {
+                Ok(v as i64)
+            }
+        })
+        .collect()
+}
+
+/// Labels of a column: 0 = unlabeled/normal, 1 = anomaly; anything else is an error.
+fn label_values(path: &Path, name: &str, col: &dyn Array, offset: usize) -> Result<Vec<bool>> {
+    if !is_numeric(col.data_type()) {
+        return Err(TableError::NonNumeric {
+            path: path.to_path_buf(),
+            column: name.to_string(),
+            data_type: col.data_type().to_string(),
+            hint: "labels must be 0 (unlabeled) or 1 (anomaly)".into(),
+        });
+    }
+    let as_f = cast(col, &DataType::Float64)?;
+    let as_f = as_f.as_primitive::<Float64Type>();
+    (0..as_f.len())
+        .map(|i| {
+            let bad = |problem: String| TableError::BadValue {
+                path: path.to_path_buf(),
+                column: name.to_string(),
+                row: offset + i,
+                problem,
+            };
+            if as_f.is_null(i) {
+                return Err(bad("missing label (null); labels must be 0 or 1".into()));
+            }
+            match as_f.value(i) {
+                0.0 => Ok(false),
+                1.0 => Ok(true),
+                v => Err(bad(format!("label {v} is not 0 or 1"))),
+            }
+        })
+        .collect()
+}

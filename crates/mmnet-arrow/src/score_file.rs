@@ -1,0 +1,56 @@
+//! Offline scoring of a file: stream record batches in, append scores, stream them out.
+//! Memory is bounded by the batch size, whatever the file size.
+
+use std::path::Path;
+
+use mmnet_core::Model;
+
+use crate::error::Result;
+use crate::features::check_feature_columns;
+use crate::read::{DEFAULT_BATCH_ROWS, open};
+use crate::write::{TableWriter, append_scores, scored_schema};
+
+/// Totals of a scoring run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScoreSummary {
+    /// Rows read and written.
+    pub rows: usize,
+    /// Rows with a score (complete features).
+    pub scored: usize,
+    /// Rows flagged as anomalies.
+    pub anomalies: usize,
+    /// Rows whose features were null or not finite (scores written as NULL).
+    pub incomplete: usize,
+}
+
+/// Scores every row of `input` into `output`: the input columns plus `mmnet_score`,
+/// `s_sum`, `s_kl`, `is_anomaly`. Features are matched by name; a missing one is an error
+/// naming it. `on_batch(rows_so_far, total_rows_if_known)` reports progress.
+pub fn score_file(
+    model: &Model,
+    input: &Path,
+    output: &Path,
+    threshold: Option<f32>,
+    on_batch: &mut dyn FnMut(usize, Option<usize>),
+) -> Result<ScoreSummary> {
+    let reader = open(input, None, DEFAULT_BATCH_ROWS)?;
+    let cols = check_feature_columns(input, &reader.schema, &model.features)?;
+    let schema = scored_schema(input, &reader.schema)?;
+    let mut writer = TableWriter::create(output, schema.clone())?;
+    let mut s = ScoreSummary::default();
+    for batch in reader.batches {
+        let batch = batch?;
+        let (x, valid) = crate::features::batch_features(&batch, &cols)?;
+        let scored = model.score(x.view(), false, threshold)?;
+        let out = append_scores(&batch, schema.clone(), &scored, &valid)?;
+        writer.write(&out)?;
+        s.rows += batch.num_rows();
+        let ok = valid.iter().filter(|&&v| v).count();
+        s.scored += ok;
+        s.incomplete += batch.num_rows() - ok;
+        s.anomalies += scored.is_anomaly.iter().zip(&valid).filter(|&(&a, &v)| a && v).count();
+        on_batch(s.rows, reader.rows);
+    }
+    writer.finish()?;
+    Ok(s)
+}

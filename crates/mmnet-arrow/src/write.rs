@@ -1,0 +1,127 @@
+//! Writing record batches to Parquet or CSV, and appending score columns to a batch.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Float32Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use mmnet_core::ScoredBatch;
+use parquet::arrow::ArrowWriter;
+
+use crate::error::{Result, TableError};
+use crate::format::FileFormat;
+
+/// Names of the columns appended by scoring, in order.
+pub const SCORE_COLUMNS: [&str; 4] = ["mmnet_score", "s_sum", "s_kl", "is_anomaly"];
+
+/// The input schema plus the score columns (all nullable: incomplete rows get NULL).
+pub fn scored_schema(path: &Path, input: &Schema) -> Result<SchemaRef> {
+    if let Some(c) = SCORE_COLUMNS.iter().find(|c| input.index_of(c).is_ok()) {
+        return Err(TableError::malformed(
+            path,
+            format!("the input already has a column `{c}`; rename it so the score columns can be added"),
+        ));
+    }
+    let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(SCORE_COLUMNS[0], DataType::Float32, true));
+    fields.push(Field::new(SCORE_COLUMNS[1], DataType::Float32, true));
+    fields.push(Field::new(SCORE_COLUMNS[2], DataType::Float32, true));
+    fields.push(Field::new(SCORE_COLUMNS[3], DataType::Boolean, true));
+    Ok(Arc::new(Schema::new_with_metadata(fields, input.metadata().clone())))
+}
+
+/// Appends the score columns to `batch`; rows with `valid[i] == false` get NULLs.
+pub fn append_scores(
+    batch: &RecordBatch,
+    schema: SchemaRef,
+    scored: &ScoredBatch,
+    valid: &[bool],
+) -> Result<RecordBatch> {
+    let f = |v: &[f32]| -> ArrayRef {
+        Arc::new(
+            v.iter()
+                .zip(valid)
+                .map(|(&s, &ok)| ok.then_some(s))
+                .collect::<Float32Array>(),
+        )
+    };
+    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+    cols.push(f(&scored.score));
+    cols.push(f(&scored.raw.s_sum));
+    cols.push(f(&scored.raw.s_kl));
+    cols.push(Arc::new(
+        scored
+            .is_anomaly
+            .iter()
+            .zip(valid)
+            .map(|(&a, &ok)| ok.then_some(a))
+            .collect::<BooleanArray>(),
+    ));
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+enum Sink {
+    Parquet(ArrowWriter<BufWriter<File>>),
+    Csv(arrow::csv::Writer<BufWriter<File>>),
+}
+
+/// A Parquet or CSV file being written batch by batch.
+pub struct TableWriter {
+    path: PathBuf,
+    sink: Sink,
+    rows: usize,
+}
+
+impl std::fmt::Debug for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableWriter {
+    /// Creates `path` (format from its extension) for batches of `schema`.
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
+        let format = FileFormat::from_path(path, true)?;
+        let file = BufWriter::new(File::create(path).map_err(TableError::io(path))?);
+        let sink = match format {
+            FileFormat::Parquet => Sink::Parquet(ArrowWriter::try_new(file, schema, None)?),
+            FileFormat::Csv => Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(file)),
+            FileFormat::Npz => unreachable!("from_path refuses npz for writing"),
+        };
+        Ok(TableWriter {
+            path: path.to_path_buf(),
+            sink,
+            rows: 0,
+        })
+    }
+
+    /// Appends a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match &mut self.sink {
+            Sink::Parquet(w) => w.write(batch)?,
+            Sink::Csv(w) => w.write(batch)?,
+        }
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Flushes and closes the file; returns the rows written.
+    pub fn finish(self) -> Result<usize> {
+        match self.sink {
+            Sink::Parquet(w) => {
+                w.close()?;
+            }
+            Sink::Csv(w) => {
+                let mut inner = w.into_inner();
+                std::io::Write::flush(&mut inner).map_err(TableError::io(&self.path))?;
+            }
+        }
+        Ok(self.rows)
+    }
+}

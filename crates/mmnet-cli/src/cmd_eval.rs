@@ -1,0 +1,65 @@
+//! `mmnet eval`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use mmnet_arrow::{DatasetSpec, load_dataset};
+use mmnet_core::experiment::evaluate_variants;
+
+/// Arguments of `mmnet eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model directory written by `mmnet train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labeled table: .parquet, .csv or .npz.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Column with the true labels (1 = anomaly).
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `mmnet eval`.
+pub fn run(a: EvalArgs) -> Result<()> {
+    let model = mmnet_core::artifact::load(&a.model)?;
+    let ds = load_dataset(
+        &a.data,
+        &DatasetSpec {
+            label_column: a.label_column.clone(),
+            features: Some(model.features.clone()),
+            ..Default::default()
+        },
+    )?;
+    let scores = model.score_all_variants(ds.x.view())?;
+    let metrics = evaluate_variants(&scores, &ds.labels)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "model": a.model,
+                "data": a.data,
+                "rows": ds.labels.len(),
+                "anomalies": ds.labels.iter().filter(|&&l| l).count(),
+                "default_score": model.score.variant.name(),
+                "metrics": metrics,
+            }))?
+        );
+    } else {
+        println!(
+            "{} rows, {} anomalies; mmnet_score = {}",
+            ds.labels.len(),
+            ds.labels.iter().filter(|&&l| l).count(),
+            model.score.variant.name()
+        );
+        println!("{:<8} {:>8} {:>8}", "score", "AUC-ROC", "AUC-PR");
+        for m in &metrics {
+            println!("{:<8} {:>8.4} {:>8.4}", m.variant, m.auc_roc, m.auc_pr);
+        }
+    }
+    Ok(())
+}

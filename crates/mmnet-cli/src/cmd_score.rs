@@ -1,0 +1,61 @@
+//! `mmnet score`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::progress::rows_bar;
+
+/// Arguments of `mmnet score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Model directory written by `mmnet train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Rows to score: .parquet, .csv or .npz. Features are matched by column name.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output: .parquet or .csv, the input columns plus mmnet_score, s_sum, s_kl, is_anomaly.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Override the model's anomaly threshold on mmnet_score.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs `mmnet score`.
+pub fn run(a: ScoreArgs) -> Result<()> {
+    let model = mmnet_core::artifact::load(&a.model)?;
+    // Check the output format before reading anything, so a typo fails fast.
+    mmnet_arrow::FileFormat::from_path(&a.output, true)?;
+    let start = Instant::now();
+    let mut bar = None;
+    let summary = mmnet_arrow::score_file(&model, &a.input, &a.output, a.threshold, &mut |done, total| {
+        let b = bar.get_or_insert_with(|| rows_bar(total, a.quiet));
+        b.set_position(done as u64);
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "scored {} rows in {:.2} s ({:.0} rows/s): {} anomalies at threshold {:.6}{}",
+        summary.rows,
+        secs,
+        summary.rows as f64 / secs.max(1e-9),
+        summary.anomalies,
+        a.threshold.unwrap_or(model.threshold.value),
+        if summary.incomplete > 0 {
+            format!("; {} rows with null or non-finite features got NULL scores", summary.incomplete)
+        } else {
+            String::new()
+        }
+    );
+    println!("written to {}", a.output.display());
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! `mmnet train`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use mmnet_arrow::{DatasetSpec, load_dataset};
+use mmnet_core::experiment::take_rows;
+use mmnet_core::{FitConfig, ModelParams, ScoreConfig, ScoreVariant, TrainData, TrainParams};
+
+use crate::progress::TrainBar;
+
+/// Model and training options shared by `train` and `experiment`.
+#[derive(Debug, Args, Clone)]
+pub struct ModelOpts {
+    /// Memory size K + L (split in halves between normal and anomaly prototypes).
+    #[arg(long, default_value_t = 64)]
+    pub memory_size: usize,
+    /// Training epochs.
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    /// Unlabeled rows per mini-batch (each batch adds as many labeled rows).
+    #[arg(long, default_value_t = 512)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub learning_rate: f64,
+    /// Score reported as mmnet_score: paper, s_sum, s_kl or mse.
+    #[arg(long, default_value = "paper", value_parser = parse_variant)]
+    pub score: ScoreVariant,
+    /// lambda in the paper's score S = -(S_sum + lambda S_KL).
+    #[arg(long, default_value_t = 0.1)]
+    pub lambda: f64,
+    /// Anomaly threshold = this quantile of the score over the unlabeled training rows.
+    #[arg(long, default_value_t = mmnet_core::train::DEFAULT_THRESHOLD_QUANTILE)]
+    pub threshold_quantile: f64,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_variant(s: &str) -> Result<ScoreVariant, String> {
+    ScoreVariant::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = ScoreVariant::ALL.iter().map(|v| v.name()).collect();
+        format!("unknown score `{s}` (one of: {})", names.join(", "))
+    })
+}
+
+impl ModelOpts {
+    /// The fit configuration these options describe, for `seed`.
+    pub fn fit_config(&self, seed: u64) -> Result<FitConfig> {
+        if self.memory_size < 2 || self.memory_size % 2 != 0 {
+            anyhow::bail!(
+                "--memory-size must be an even number >= 2 (K = L = half), got {}",
+                self.memory_size
+            );
+        }
+        Ok(FitConfig {
+            model: ModelParams::default().with_memory_size(self.memory_size),
+            train: TrainParams {
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                learning_rate: self.learning_rate,
+                seed,
+                ..Default::default()
+            },
+            score: ScoreConfig {
+                variant: self.score,
+                lambda: self.lambda,
+            },
+            threshold_quantile: Some(self.threshold_quantile),
+        })
+    }
+}
+
+/// Arguments of `mmnet train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training table: .parquet, .csv or ADBench .npz (X, y).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Column marking labeled anomalies (1); every other row (0) is unlabeled.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// Columns that are neither features nor label (ids, timestamps), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Output model directory (manifest.json + weights.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed for initialisation, shuffling and labeled draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub model: ModelOpts,
+}
+
+/// Runs `mmnet train`.
+pub fn run(a: TrainArgs) -> Result<()> {
+    let cfg = a.model.fit_config(a.seed)?;
+    let ds = load_dataset(
+        &a.data,
+        &DatasetSpec {
+            label_column: a.label_column.clone(),
+            exclude: a.exclude.clone(),
+            ..Default::default()
+        },
+    )?;
+    let lab: Vec<usize> = (0..ds.labels.len()).filter(|&i| ds.labels[i]).collect();
+    let unl: Vec<usize> = (0..ds.labels.len()).filter(|&i| !ds.labels[i]).collect();
+    if lab.is_empty() {
+        anyhow::bail!(
+            "{}: no labeled anomalies: no row has `{}` = 1 (MMNet needs a few labeled anomalies)",
+            a.data.display(),
+            a.label_column
+        );
+    }
+    let xu = take_rows(ds.x.view(), &unl);
+    let xl = take_rows(ds.x.view(), &lab);
+    let mut bar = TrainBar::new(cfg.train.epochs, a.model.quiet, "");
+    let model = mmnet_core::fit(
+        TrainData {
+            features: &ds.features,
+            unlabeled: xu.view(),
+            labeled: xl.view(),
+        },
+        &cfg,
+        &mut bar,
+    )
+    .with_context(|| format!("training on {}", a.data.display()))?;
+    bar.finish();
+    mmnet_core::artifact::save(&model, &a.out)?;
+    println!(
+        "trained on {} unlabeled + {} labeled rows, {} features, {} epochs in {:.1} s",
+        unl.len(),
+        lab.len(),
+        ds.features.len(),
+        cfg.train.epochs,
+        model.training.wall_seconds
+    );
+    if let Some(last) = model.training.history.last() {
+        println!(
+            "final loss per row: total {:.4} (rec {:.4}, mask {:.4}, kl {:.3})",
+            last.loss.total, last.loss.rec, last.loss.mask, last.loss.kl
+        );
+    }
+    println!(
+        "score `{}`, threshold {:.6} (quantile {} of unlabeled training scores)",
+        model.score.variant.name(),
+        model.threshold.value,
+        model.threshold.quantile.unwrap_or(f64::NAN)
+    );
+    println!("model written to {}", a.out.display());
+    Ok(())
+}

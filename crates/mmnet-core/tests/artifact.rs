@@ -1,0 +1,181 @@
+//! The model artifact: round trip, the committed v1 fixture, and refusal of damaged files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use mmnet_core::artifact::{self, MANIFEST_FILE, WEIGHTS_FILE, sha256_hex, weights_to_safetensors};
+use mmnet_core::{CoreError, FitConfig, Model, ModelParams, TrainData, TrainParams, fit};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn small_model() -> Model {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let u = Array2::from_shape_simple_fn((200, 5), || rng.random_range(0.0f32..1.0));
+    let l = Array2::from_shape_simple_fn((8, 5), || rng.random_range(2.0f32..3.0));
+    let f: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
+    fit(
+        TrainData { features: &f, unlabeled: u.view(), labeled: l.view() },
+        &FitConfig {
+            model: ModelParams { hidden_dim: 16, latent_dim: 8, ..ModelParams::default() }
+                .with_memory_size(8),
+            train: TrainParams { epochs: 2, batch_size: 64, ..Default::default() },
+            ..Default::default()
+        },
+        &mut mmnet_core::train::Silent,
+    )
+    .unwrap()
+}
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model-v1")
+}
+
+/// Rows scored by the fixture test, fixed so expected scores can be stored.
+fn fixture_rows() -> Array2<f32> {
+    Array2::from_shape_fn((4, 5), |(i, j)| (i as f32) * 0.7 - (j as f32) * 0.3)
+}
+
+#[test]
+fn round_trip_preserves_everything() {
+    let m = small_model();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = artifact::save(&m, dir.path()).unwrap();
+    assert_eq!(manifest.format_version, artifact::FORMAT_VERSION);
+    let back = artifact::load(dir.path()).unwrap();
+    assert_eq!(back, m);
+    // Loading by the manifest's path works too, and the loaded model scores identically.
+    let back2 = artifact::load(&dir.path().join(MANIFEST_FILE)).unwrap();
+    let x = fixture_rows();
+    assert_eq!(back2.score(x.view(), true, None).unwrap(), m.score(x.view(), true, None).unwrap());
+}
+
+#[test]
+fn committed_v1_fixture_still_loads_and_scores_the_same() {
+    // Regenerate (only when the format version changes, as a new fixture directory):
+    // MMNET_WRITE_FIXTURE=1 cargo test -p mmnet-core --test artifact committed_v1
+    if std::env::var("MMNET_WRITE_FIXTURE").is_ok() {
+        let m = small_model();
+        artifact::save(&m, &fixture_dir()).unwrap();
+        let s = m.score(fixture_rows().view(), true, None).unwrap();
+        let doc = serde_json::json!({ "score": s.score, "s_sum": s.raw.s_sum, "s_kl": s.raw.s_kl, "mse": s.raw.mse });
+        fs::write(fixture_dir().join("expected_scores.json"), doc.to_string()).unwrap();
+    }
+    let m = artifact::load(&fixture_dir()).unwrap();
+    assert_eq!(m.features, ["a", "b", "c", "d", "e"]);
+    let expected: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(fixture_dir().join("expected_scores.json")).unwrap()).unwrap();
+    let s = m.score(fixture_rows().view(), true, None).unwrap();
+    let check = |name: &str, got: &[f32]| {
+        let want: Vec<f32> = serde_json::from_value(expected[name].clone()).unwrap();
+        assert_eq!(want.len(), got.len());
+        for (w, g) in want.iter().zip(got) {
+            assert!((w - g).abs() <= 1e-5 * w.abs().max(1.0), "{name}: {w} vs {g}");
+        }
+    };
+    check("score", &s.score);
+    check("s_sum", &s.raw.s_sum);
+    check("s_kl", &s.raw.s_kl);
+    check("mse", s.raw.mse.as_ref().unwrap());
+}
+
+fn saved() -> (tempfile::TempDir, Model) {
+    let m = small_model();
+    let dir = tempfile::tempdir().unwrap();
+    artifact::save(&m, dir.path()).unwrap();
+    (dir, m)
+}
+
+fn expect_artifact_error(dir: &Path, needle: &str) {
+    match artifact::load(dir) {
+        Err(CoreError::Artifact { reason, .. }) => {
+            assert!(reason.contains(needle), "`{reason}` does not mention `{needle}`")
+        }
+        Err(e) => panic!("expected an artifact error mentioning `{needle}`, got {e}"),
+        Ok(_) => panic!("a damaged model loaded (expected `{needle}`)"),
+    }
+}
+
+fn edit_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join(MANIFEST_FILE);
+    let mut v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    fs::write(&p, v.to_string()).unwrap();
+}
+
+#[test]
+fn truncated_weights_are_refused() {
+    let (dir, _) = saved();
+    let p = dir.path().join(WEIGHTS_FILE);
+    let bytes = fs::read(&p).unwrap();
+    fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    expect_artifact_error(dir.path(), "does not match");
+}
+
+#[test]
+fn corrupted_weights_are_refused() {
+    let (dir, _) = saved();
+    let p = dir.path().join(WEIGHTS_FILE);
+    let mut bytes = fs::read(&p).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x55;
+    fs::write(&p, &bytes).unwrap();
+    expect_artifact_error(dir.path(), "SHA-256");
+}
+
+#[test]
+fn garbage_with_matching_digest_is_refused() {
+    let (dir, _) = saved();
+    let junk = b"definitely not safetensors".to_vec();
+    fs::write(dir.path().join(WEIGHTS_FILE), &junk).unwrap();
+    edit_manifest(dir.path(), |v| v["weights"]["sha256"] = sha256_hex(&junk).into());
+    expect_artifact_error(dir.path(), "not a valid safetensors file");
+}
+
+#[test]
+fn wrong_version_is_refused() {
+    let (dir, _) = saved();
+    edit_manifest(dir.path(), |v| v["format_version"] = 99.into());
+    expect_artifact_error(dir.path(), "format version 99 is not supported");
+}
+
+#[test]
+fn foreign_or_invalid_manifest_is_refused() {
+    let (dir, _) = saved();
+    edit_manifest(dir.path(), |v| v["format"] = "something-else".into());
+    expect_artifact_error(dir.path(), "not an mmnet model manifest");
+    let (dir, _) = saved();
+    fs::write(dir.path().join(MANIFEST_FILE), "{ not json").unwrap();
+    expect_artifact_error(dir.path(), "not valid JSON");
+    let (dir, _) = saved();
+    edit_manifest(dir.path(), |v| v.as_object_mut().unwrap().remove("scaler").unwrap().to_string().truncate(0));
+    expect_artifact_error(dir.path(), "missing field `scaler`");
+}
+
+#[test]
+fn shape_mismatch_is_refused() {
+    // Weights of a model with another hidden width, with a correct digest: only the shape
+    // check can catch it.
+    let (dir, m) = saved();
+    let mut other = m.weights.clone();
+    other.enc1 = Array2::zeros((17, 5));
+    let bytes = weights_to_safetensors(&other).unwrap();
+    fs::write(dir.path().join(WEIGHTS_FILE), &bytes).unwrap();
+    edit_manifest(dir.path(), |v| v["weights"]["sha256"] = sha256_hex(&bytes).into());
+    expect_artifact_error(dir.path(), "tensor `encoder.0.weight` has shape [17, 5], expected [16, 5]");
+}
+
+#[test]
+fn scaler_feature_mismatch_is_refused() {
+    let (dir, _) = saved();
+    edit_manifest(dir.path(), |v| v["features"].as_array_mut().unwrap().push("f".into()));
+    expect_artifact_error(dir.path(), "scaler has 5 minima and 5 maxima for 6 features");
+}
+
+#[test]
+fn missing_directory_or_weights_is_refused() {
+    expect_artifact_error(Path::new("/nonexistent/model"), "no such model directory");
+    let (dir, _) = saved();
+    fs::remove_file(dir.path().join(WEIGHTS_FILE)).unwrap();
+    expect_artifact_error(dir.path(), "cannot read the weights");
+}
