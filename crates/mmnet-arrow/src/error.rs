@@ -10,16 +10,15 @@ pub type Result<T, E = TableError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
+        /// Cause (shown in the message, so not chained as a source).
+        cause: std::io::Error,
     },
     /// The extension is not one mmnet reads or writes.
-    #[error("{path}: unknown file type `{ext}` (expected .parquet, .csv or .npz{})", if *.writing { "; output is .parquet or .csv" } else { "" })]
+    #[error("{path}: unknown file type `{ext}` ({})", if *.writing { "output must be .parquet or .csv" } else { "expected .parquet, .csv or .npz" })]
     UnknownFormat {
         /// The file.
         path: PathBuf,
@@ -59,7 +58,7 @@ pub enum TableError {
         hint: String,
     },
     /// A value is missing or not finite where training needs one.
-    #[error("{path}: column `{column}`, row {row}: {problem}")]
+    #[error("{path}: column `{column}`, data row {row} (0-based): {problem}")]
     BadValue {
         /// The file.
         path: PathBuf,
@@ -84,7 +83,7 @@ pub enum TableError {
 impl TableError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TableError {
         let path = path.into();
-        move |source| TableError::Io { path, source }
+        move |cause| TableError::Io { path, cause }
     }
 
     pub(crate) fn malformed(path: impl Into<PathBuf>, reason: impl Into<String>) -> TableError {

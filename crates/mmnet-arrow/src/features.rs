@@ -42,7 +42,10 @@ pub fn training_features(
         out.push(name.clone());
     }
     if out.is_empty() {
-        return Err(TableError::malformed(path, "no feature columns left after excluding the label and --exclude columns"));
+        return Err(TableError::malformed(
+            path,
+            "no feature columns left after excluding the label and --exclude columns",
+        ));
     }
     Ok(out)
 }
@@ -156,7 +159,12 @@ pub fn load_dataset(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
         }
         rows.extend(x.iter());
         let lab = batch.column(d);
-        labels.extend(label_values(path, &spec.label_column, lab.as_ref(), offset)?);
+        labels.extend(label_values(
+            path,
+            &spec.label_column,
+            lab.as_ref(),
+            offset,
+        )?);
         if let (Some(t), Some(tc)) = (&mut types, &spec.type_column) {
             t.extend(int_values(path, tc, batch.column(d + 1).as_ref(), offset)?);
         }
@@ -204,7 +212,11 @@ fn int_values(path: &Path, name: &str, col: &dyn Array, offset: usize) -> Result
                     path: path.to_path_buf(),
                     column: name.to_string(),
                     row: offset + i,
-                    problem: if as_f.is_null(i) { "missing value (null)".into() } else { format!("{v} is not an integer") },
+                    problem: if as_f.is_null(i) {
+                        "missing value (null)".into()
+                    } else {
+                        format!("{v} is not an integer")
+                    },
                 })
             } else {
                 Ok(v as i64)

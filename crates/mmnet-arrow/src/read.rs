@@ -82,7 +82,11 @@ fn open_file(path: &Path) -> Result<File> {
     File::open(path).map_err(TableError::io(path))
 }
 
-fn open_parquet(path: &Path, projection: Option<&[String]>, batch_rows: usize) -> Result<TableReader> {
+fn open_parquet(
+    path: &Path,
+    projection: Option<&[String]>,
+    batch_rows: usize,
+) -> Result<TableReader> {
     let file = open_file(path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| TableError::malformed(path, format!("not a readable Parquet file: {e}")))?;
@@ -98,9 +102,8 @@ fn open_parquet(path: &Path, projection: Option<&[String]>, batch_rows: usize) -
     let reader = builder.with_batch_size(batch_rows).build()?;
     let schema = reader.schema();
     let p = path.to_path_buf();
-    let batches = reader.map(move |b| {
-        b.map_err(|e| TableError::malformed(&p, format!("reading Parquet: {e}")))
-    });
+    let batches = reader
+        .map(move |b| b.map_err(|e| TableError::malformed(&p, format!("reading Parquet: {e}"))));
     Ok(TableReader {
         schema,
         rows,
@@ -145,7 +148,11 @@ enum NpyValues {
     Int(Vec<i64>),
 }
 
-fn read_npy(path: &Path, npz: &mut npyz::npz::NpzArchive<BufReader<File>>, name: &str) -> Result<(Vec<u64>, bool, NpyValues)> {
+fn read_npy(
+    path: &Path,
+    npz: &mut npyz::npz::NpzArchive<BufReader<File>>,
+    name: &str,
+) -> Result<(Vec<u64>, bool, NpyValues)> {
     let bad = |r: String| TableError::malformed(path, format!("array `{name}`: {r}"));
     let npy = npz
         .by_name(name)
@@ -161,16 +168,62 @@ fn read_npy(path: &Path, npz: &mut npyz::npz::NpzArchive<BufReader<File>>, name:
     let code = &descr[1..];
     let conv = |e: std::io::Error| bad(format!("reading {descr}: {e}"));
     let values = match code {
-        "f4" => NpyValues::Float(npy.into_vec::<f32>().map_err(conv)?.into_iter().map(f64::from).collect()),
+        "f4" => NpyValues::Float(
+            npy.into_vec::<f32>()
+                .map_err(conv)?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+        ),
         "f8" => NpyValues::Float(npy.into_vec::<f64>().map_err(conv)?),
-        "i1" => NpyValues::Int(npy.into_vec::<i8>().map_err(conv)?.into_iter().map(i64::from).collect()),
-        "i2" => NpyValues::Int(npy.into_vec::<i16>().map_err(conv)?.into_iter().map(i64::from).collect()),
-        "i4" => NpyValues::Int(npy.into_vec::<i32>().map_err(conv)?.into_iter().map(i64::from).collect()),
+        "i1" => NpyValues::Int(
+            npy.into_vec::<i8>()
+                .map_err(conv)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        ),
+        "i2" => NpyValues::Int(
+            npy.into_vec::<i16>()
+                .map_err(conv)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        ),
+        "i4" => NpyValues::Int(
+            npy.into_vec::<i32>()
+                .map_err(conv)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        ),
         "i8" => NpyValues::Int(npy.into_vec::<i64>().map_err(conv)?),
-        "u1" | "b1" => NpyValues::Int(npy.into_vec::<u8>().map_err(conv)?.into_iter().map(i64::from).collect()),
-        "u2" => NpyValues::Int(npy.into_vec::<u16>().map_err(conv)?.into_iter().map(i64::from).collect()),
-        "u4" => NpyValues::Int(npy.into_vec::<u32>().map_err(conv)?.into_iter().map(i64::from).collect()),
-        _ => return Err(bad(format!("unsupported dtype {descr} (numeric arrays only)"))),
+        "u1" | "b1" => NpyValues::Int(
+            npy.into_vec::<u8>()
+                .map_err(conv)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        ),
+        "u2" => NpyValues::Int(
+            npy.into_vec::<u16>()
+                .map_err(conv)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        ),
+        "u4" => NpyValues::Int(
+            npy.into_vec::<u32>()
+                .map_err(conv)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        ),
+        _ => {
+            return Err(bad(format!(
+                "unsupported dtype {descr} (numeric arrays only)"
+            )));
+        }
     };
     Ok((shape, fortran, values))
 }
@@ -181,7 +234,7 @@ fn open_npz(path: &Path, projection: Option<&[String]>) -> Result<TableReader> {
     let mut npz = npyz::npz::NpzArchive::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => TableError::Io {
             path: path.to_path_buf(),
-            source: e,
+            cause: e,
         },
         _ => TableError::malformed(path, format!("not a readable .npz archive: {e}")),
     })?;
@@ -189,12 +242,18 @@ fn open_npz(path: &Path, projection: Option<&[String]>) -> Result<TableReader> {
     if !names.iter().any(|n| n == "X") {
         return Err(TableError::malformed(
             path,
-            format!("no array `X` (ADBench layout: X, y); arrays present: {}", names.join(", ")),
+            format!(
+                "no array `X` (ADBench layout: X, y); arrays present: {}",
+                names.join(", ")
+            ),
         ));
     }
     let (shape, fortran, x) = read_npy(path, &mut npz, "X")?;
     let [n, d] = shape[..] else {
-        return Err(TableError::malformed(path, format!("`X` must be 2-D, has shape {shape:?}")));
+        return Err(TableError::malformed(
+            path,
+            format!("`X` must be 2-D, has shape {shape:?}"),
+        ));
     };
     let (n, d) = (n as usize, d as usize);
     let x: Vec<f64> = match x {
@@ -218,7 +277,11 @@ fn open_npz(path: &Path, projection: Option<&[String]>) -> Result<TableReader> {
                 format!("array `{name}` has shape {shape:?}, expected ({n},) like the rows of X"),
             ));
         }
-        let col_name = if name == "y" { "label".to_string() } else { name.clone() };
+        let col_name = if name == "y" {
+            "label".to_string()
+        } else {
+            name.clone()
+        };
         let (dt, arr): (DataType, ArrayRef) = match values {
             NpyValues::Float(v) => (DataType::Float64, Arc::new(Float64Array::from(v))),
             NpyValues::Int(v) => (DataType::Int64, Arc::new(Int64Array::from(v))),

@@ -48,7 +48,12 @@ pub fn score_file(
         let ok = valid.iter().filter(|&&v| v).count();
         s.scored += ok;
         s.incomplete += batch.num_rows() - ok;
-        s.anomalies += scored.is_anomaly.iter().zip(&valid).filter(|&(&a, &v)| a && v).count();
+        s.anomalies += scored
+            .is_anomaly
+            .iter()
+            .zip(&valid)
+            .filter(|&(&a, &v)| a && v)
+            .count();
         on_batch(s.rows, reader.rows);
     }
     writer.finish()?;

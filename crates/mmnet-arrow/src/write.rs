@@ -22,7 +22,9 @@ pub fn scored_schema(path: &Path, input: &Schema) -> Result<SchemaRef> {
     if let Some(c) = SCORE_COLUMNS.iter().find(|c| input.index_of(c).is_ok()) {
         return Err(TableError::malformed(
             path,
-            format!("the input already has a column `{c}`; rename it so the score columns can be added"),
+            format!(
+                "the input already has a column `{c}`; rename it so the score columns can be added"
+            ),
         ));
     }
     let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -30,7 +32,10 @@ pub fn scored_schema(path: &Path, input: &Schema) -> Result<SchemaRef> {
     fields.push(Field::new(SCORE_COLUMNS[1], DataType::Float32, true));
     fields.push(Field::new(SCORE_COLUMNS[2], DataType::Float32, true));
     fields.push(Field::new(SCORE_COLUMNS[3], DataType::Boolean, true));
-    Ok(Arc::new(Schema::new_with_metadata(fields, input.metadata().clone())))
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        input.metadata().clone(),
+    )))
 }
 
 /// Appends the score columns to `batch`; rows with `valid[i] == false` get NULLs.
@@ -91,7 +96,11 @@ impl TableWriter {
         let file = BufWriter::new(File::create(path).map_err(TableError::io(path))?);
         let sink = match format {
             FileFormat::Parquet => Sink::Parquet(ArrowWriter::try_new(file, schema, None)?),
-            FileFormat::Csv => Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(file)),
+            FileFormat::Csv => Sink::Csv(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(file),
+            ),
             FileFormat::Npz => unreachable!("from_path refuses npz for writing"),
         };
         Ok(TableWriter {

@@ -89,11 +89,18 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         a.model.memory_size / 2,
         a.model.epochs,
         a.runs,
-        known.map_or(String::new(), |k| format!("; known anomaly type {}", k.known))
+        known.map_or(String::new(), |k| format!(
+            "; known anomaly type {}",
+            k.known
+        ))
     );
     let mut run_no = 0usize;
     let runs = a.runs;
-    let mut bar = TrainBar::new(fit_cfg.train.epochs, a.model.quiet, &format!("run 1/{runs}"));
+    let mut bar = TrainBar::new(
+        fit_cfg.train.epochs,
+        a.model.quiet,
+        &format!("run 1/{runs}"),
+    );
     let report = mmnet_core::experiment::run_experiment(
         ds.x.view(),
         &ds.labels,

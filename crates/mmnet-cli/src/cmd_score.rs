@@ -35,10 +35,16 @@ pub fn run(a: ScoreArgs) -> Result<()> {
     mmnet_arrow::FileFormat::from_path(&a.output, true)?;
     let start = Instant::now();
     let mut bar = None;
-    let summary = mmnet_arrow::score_file(&model, &a.input, &a.output, a.threshold, &mut |done, total| {
-        let b = bar.get_or_insert_with(|| rows_bar(total, a.quiet));
-        b.set_position(done as u64);
-    })?;
+    let summary = mmnet_arrow::score_file(
+        &model,
+        &a.input,
+        &a.output,
+        a.threshold,
+        &mut |done, total| {
+            let b = bar.get_or_insert_with(|| rows_bar(total, a.quiet));
+            b.set_position(done as u64);
+        },
+    )?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -51,7 +57,10 @@ pub fn run(a: ScoreArgs) -> Result<()> {
         summary.anomalies,
         a.threshold.unwrap_or(model.threshold.value),
         if summary.incomplete > 0 {
-            format!("; {} rows with null or non-finite features got NULL scores", summary.incomplete)
+            format!(
+                "; {} rows with null or non-finite features got NULL scores",
+                summary.incomplete
+            )
         } else {
             String::new()
         }

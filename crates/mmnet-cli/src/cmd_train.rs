@@ -49,7 +49,7 @@ fn parse_variant(s: &str) -> Result<ScoreVariant, String> {
 impl ModelOpts {
     /// The fit configuration these options describe, for `seed`.
     pub fn fit_config(&self, seed: u64) -> Result<FitConfig> {
-        if self.memory_size < 2 || self.memory_size % 2 != 0 {
+        if self.memory_size < 2 || !self.memory_size.is_multiple_of(2) {
             anyhow::bail!(
                 "--memory-size must be an even number >= 2 (K = L = half), got {}",
                 self.memory_size

@@ -27,7 +27,11 @@ impl TrainBar {
             .expect("static template")
             .progress_chars("=> "),
         );
-        bar.set_prefix(if prefix.is_empty() { String::new() } else { format!("{prefix} ") });
+        bar.set_prefix(if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix} ")
+        });
         bar.enable_steady_tick(Duration::from_millis(500));
         TrainBar { bar }
     }

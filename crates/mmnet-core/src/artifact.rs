@@ -69,9 +69,9 @@ pub struct Manifest {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
-    move |source| CoreError::Io {
+    move |cause| CoreError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -150,9 +150,8 @@ pub fn load_manifest(path: &Path) -> Result<(PathBuf, Manifest)> {
         ));
     }
     let mpath = dir.join(MANIFEST_FILE);
-    let text = fs::read_to_string(&mpath).map_err(|e| {
-        CoreError::artifact(&mpath, format!("cannot read the manifest: {e}"))
-    })?;
+    let text = fs::read_to_string(&mpath)
+        .map_err(|e| CoreError::artifact(&mpath, format!("cannot read the manifest: {e}")))?;
     // Check the format and version before the full schema, so an old or foreign file is
     // reported as such rather than as a missing field.
     let head: serde_json::Value = serde_json::from_str(&text)
@@ -220,10 +219,16 @@ fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
         return bad(format!("score lambda {} is not finite", m.score.lambda));
     }
     if m.weights.dtype != "F32" {
-        return bad(format!("weights dtype {} is not supported (F32 only)", m.weights.dtype));
+        return bad(format!(
+            "weights dtype {} is not supported (F32 only)",
+            m.weights.dtype
+        ));
     }
     if m.weights.file.contains('/') || m.weights.file.contains("..") {
-        return bad(format!("weights file name `{}` must be a plain file name", m.weights.file));
+        return bad(format!(
+            "weights file name `{}` must be a plain file name",
+            m.weights.file
+        ));
     }
     Ok(())
 }
@@ -306,7 +311,10 @@ pub fn weights_from_safetensors(
         out.push(a);
     }
     let mut it = out.into_iter();
-    let mut next = || it.next().ok_or_else(|| CoreError::Internal("tensor count".into()));
+    let mut next = || {
+        it.next()
+            .ok_or_else(|| CoreError::Internal("tensor count".into()))
+    };
     Ok(Weights {
         enc1: next()?,
         enc2: next()?,

@@ -61,13 +61,12 @@ pub enum CoreError {
         reason: String,
     },
     /// An I/O error, with the path it concerns.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file that failed.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not chained as a source).
+        cause: std::io::Error,
     },
     /// A bug in mmnet: please report it.
     #[error("internal error (a bug in mmnet): {0}")]

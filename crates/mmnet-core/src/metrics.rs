@@ -31,7 +31,11 @@ fn tie_groups(scores: &[f32], labels: &[bool]) -> Vec<(usize, usize)> {
             groups.push((0, 0));
         }
         let g = groups.last_mut().expect("pushed above");
-        if labels[i] { g.0 += 1 } else { g.1 += 1 }
+        if labels[i] {
+            g.0 += 1
+        } else {
+            g.1 += 1
+        }
         prev = Some(s);
     }
     groups
@@ -40,7 +44,11 @@ fn tie_groups(scores: &[f32], labels: &[bool]) -> Vec<(usize, usize)> {
 /// Area under the ROC curve; ties count one half (the Mann-Whitney statistic).
 /// `None` when one class is absent.
 pub fn auc_roc(scores: &[f32], labels: &[bool]) -> Option<f64> {
-    assert_eq!(scores.len(), labels.len(), "scores and labels differ in length");
+    assert_eq!(
+        scores.len(),
+        labels.len(),
+        "scores and labels differ in length"
+    );
     let pos = labels.iter().filter(|&&l| l).count();
     let neg = labels.len() - pos;
     if pos == 0 || neg == 0 {
@@ -59,7 +67,11 @@ pub fn auc_roc(scores: &[f32], labels: &[bool]) -> Option<f64> {
 /// Average precision: `sum_n (R_n - R_{n-1}) P_n` over distinct thresholds, as
 /// `sklearn.metrics.average_precision_score`. `None` without positives.
 pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
-    assert_eq!(scores.len(), labels.len(), "scores and labels differ in length");
+    assert_eq!(
+        scores.len(),
+        labels.len(),
+        "scores and labels differ in length"
+    );
     let pos = labels.iter().filter(|&&l| l).count();
     if pos == 0 {
         return None;

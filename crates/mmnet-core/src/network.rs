@@ -180,11 +180,15 @@ pub fn forward<F: Real>(w: &Weights<F>, x: ArrayView2<F>, p: &ModelParams) -> Fo
 
 /// Loss of a forward pass (eq. 11). `labeled[i]` is l_i.
 pub fn loss<F: Real>(fw: &Forward<F>, labeled: &[bool], p: &ModelParams) -> LossParts {
-    let rec = rec_loss(&fw.err, labeled, p.margin).to_f64().unwrap_or(f64::NAN);
+    let rec = rec_loss(&fw.err, labeled, p.margin)
+        .to_f64()
+        .unwrap_or(f64::NAN);
     let mask = mask_loss(fw.w.view(), labeled, p.memory_normal)
         .to_f64()
         .unwrap_or(f64::NAN);
-    let kl = kl_loss(fw.w.view(), p.log_guard).to_f64().unwrap_or(f64::NAN);
+    let kl = kl_loss(fw.w.view(), p.log_guard)
+        .to_f64()
+        .unwrap_or(f64::NAN);
     LossParts {
         rec,
         mask,

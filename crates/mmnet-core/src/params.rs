@@ -184,10 +184,13 @@ impl TrainParams {
         }
         for (name, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&v) {
-                return Err(CoreError::param(name, format!("must be in [0, 1), got {v}")));
+                return Err(CoreError::param(
+                    name,
+                    format!("must be in [0, 1), got {v}"),
+                ));
             }
         }
-        if !(self.adam_eps > 0.0) {
+        if self.adam_eps.is_nan() || self.adam_eps <= 0.0 {
             return Err(CoreError::param(
                 "adam_eps",
                 format!("must be > 0, got {}", self.adam_eps),
@@ -216,35 +219,92 @@ mod tests {
     #[test]
     fn each_model_rule_rejects() {
         let bad = [
-            ModelParams { hidden_dim: 0, ..Default::default() },
-            ModelParams { latent_dim: 0, ..Default::default() },
-            ModelParams { memory_anomaly: 0, ..Default::default() },
-            ModelParams { shrink_threshold: 0.5, ..Default::default() },
-            ModelParams { shrink_eps: 0.0, ..Default::default() },
-            ModelParams { log_guard: -1.0, ..Default::default() },
-            ModelParams { margin: f64::NAN, ..Default::default() },
-            ModelParams { lambda_mask: -1.0, ..Default::default() },
-            ModelParams { lambda_kl: f64::INFINITY, ..Default::default() },
+            ModelParams {
+                hidden_dim: 0,
+                ..Default::default()
+            },
+            ModelParams {
+                latent_dim: 0,
+                ..Default::default()
+            },
+            ModelParams {
+                memory_anomaly: 0,
+                ..Default::default()
+            },
+            ModelParams {
+                shrink_threshold: 0.5,
+                ..Default::default()
+            },
+            ModelParams {
+                shrink_eps: 0.0,
+                ..Default::default()
+            },
+            ModelParams {
+                log_guard: -1.0,
+                ..Default::default()
+            },
+            ModelParams {
+                margin: f64::NAN,
+                ..Default::default()
+            },
+            ModelParams {
+                lambda_mask: -1.0,
+                ..Default::default()
+            },
+            ModelParams {
+                lambda_kl: f64::INFINITY,
+                ..Default::default()
+            },
         ];
         for p in bad {
-            assert!(matches!(p.check(), Err(CoreError::InvalidParam { .. })), "{p:?}");
+            assert!(
+                matches!(p.check(), Err(CoreError::InvalidParam { .. })),
+                "{p:?}"
+            );
         }
     }
 
     #[test]
     fn each_train_rule_rejects() {
         let bad = [
-            TrainParams { epochs: 0, ..Default::default() },
-            TrainParams { batch_size: 0, ..Default::default() },
-            TrainParams { learning_rate: 0.0, ..Default::default() },
-            TrainParams { lr_decay: 1.5, ..Default::default() },
-            TrainParams { weight_decay: -1.0, ..Default::default() },
-            TrainParams { beta1: 1.0, ..Default::default() },
-            TrainParams { beta2: -0.1, ..Default::default() },
-            TrainParams { adam_eps: 0.0, ..Default::default() },
+            TrainParams {
+                epochs: 0,
+                ..Default::default()
+            },
+            TrainParams {
+                batch_size: 0,
+                ..Default::default()
+            },
+            TrainParams {
+                learning_rate: 0.0,
+                ..Default::default()
+            },
+            TrainParams {
+                lr_decay: 1.5,
+                ..Default::default()
+            },
+            TrainParams {
+                weight_decay: -1.0,
+                ..Default::default()
+            },
+            TrainParams {
+                beta1: 1.0,
+                ..Default::default()
+            },
+            TrainParams {
+                beta2: -0.1,
+                ..Default::default()
+            },
+            TrainParams {
+                adam_eps: 0.0,
+                ..Default::default()
+            },
         ];
         for p in bad {
-            assert!(matches!(p.check(), Err(CoreError::InvalidParam { .. })), "{p:?}");
+            assert!(
+                matches!(p.check(), Err(CoreError::InvalidParam { .. })),
+                "{p:?}"
+            );
         }
     }
 }

@@ -151,7 +151,13 @@ mod tests {
         let c = split(&l, None, &ProtocolConfig::default(), 2).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        let mut all: Vec<usize> = a.unlabeled.iter().chain(&a.labeled).chain(&a.test).copied().collect();
+        let mut all: Vec<usize> = a
+            .unlabeled
+            .iter()
+            .chain(&a.labeled)
+            .chain(&a.test)
+            .copied()
+            .collect();
         let n = all.len();
         all.sort_unstable();
         all.dedup();
@@ -162,11 +168,21 @@ mod tests {
     fn known_type_keeps_unknown_types_for_testing() {
         let l = labels(500, 150);
         // Types 1 and 2 alternate among anomalies.
-        let types: Vec<i64> = (0..650).map(|i| if i < 500 { 0 } else { 1 + (i % 2) as i64 }).collect();
-        let k = KnownType { types: &types, known: 1 };
+        let types: Vec<i64> = (0..650)
+            .map(|i| if i < 500 { 0 } else { 1 + (i % 2) as i64 })
+            .collect();
+        let k = KnownType {
+            types: &types,
+            known: 1,
+        };
         let s = split(&l, Some(k), &ProtocolConfig::default(), 3).unwrap();
         assert!(s.labeled.iter().all(|&i| types[i] == 1));
-        assert!(s.unlabeled.iter().filter(|&&i| l[i]).all(|&i| types[i] == 1));
+        assert!(
+            s.unlabeled
+                .iter()
+                .filter(|&&i| l[i])
+                .all(|&i| types[i] == 1)
+        );
         assert!(s.test.iter().filter(|&&i| l[i]).all(|&i| types[i] == 2));
         assert!(s.test.iter().any(|&i| l[i]));
     }

@@ -13,7 +13,11 @@ const NORM_FLOOR: f64 = 1e-12;
 #[inline]
 fn shrink<F: Real>(w: F, g: F, eps: F) -> F {
     let u = w - g;
-    if u > F::zero() { u * w / (u + eps) } else { F::zero() }
+    if u > F::zero() {
+        u * w / (u + eps)
+    } else {
+        F::zero()
+    }
 }
 
 /// Derivative of [`shrink`] with respect to `w`. For `u = w - g > 0`:

@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use ndarray::{Array2, ArrayView2, Axis};
+use rand::Rng;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::adam::Adam;
@@ -116,13 +116,20 @@ fn validate(data: &TrainData<'_>, cfg: &FitConfig) -> Result<()> {
     if let Some(q) = cfg.threshold_quantile
         && !(0.0..=1.0).contains(&q)
     {
-        return Err(CoreError::param("threshold_quantile", format!("must be in [0, 1], got {q}")));
+        return Err(CoreError::param(
+            "threshold_quantile",
+            format!("must be in [0, 1], got {q}"),
+        ));
     }
     Ok(())
 }
 
 /// Trains a model. Deterministic for a given seed and data.
-pub fn fit(data: TrainData<'_>, cfg: &FitConfig, observer: &mut dyn TrainObserver) -> Result<Model> {
+pub fn fit(
+    data: TrainData<'_>,
+    cfg: &FitConfig,
+    observer: &mut dyn TrainObserver,
+) -> Result<Model> {
     validate(&data, cfg)?;
     let start = Instant::now();
     let (mp, tp) = (&cfg.model, &cfg.train);

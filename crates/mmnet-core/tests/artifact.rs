@@ -1,5 +1,7 @@
 //! The model artifact: round trip, the committed v1 fixture, and refusal of damaged files.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -13,13 +15,28 @@ fn small_model() -> Model {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let u = Array2::from_shape_simple_fn((200, 5), || rng.random_range(0.0f32..1.0));
     let l = Array2::from_shape_simple_fn((8, 5), || rng.random_range(2.0f32..3.0));
-    let f: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
+    let f: Vec<String> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     fit(
-        TrainData { features: &f, unlabeled: u.view(), labeled: l.view() },
+        TrainData {
+            features: &f,
+            unlabeled: u.view(),
+            labeled: l.view(),
+        },
         &FitConfig {
-            model: ModelParams { hidden_dim: 16, latent_dim: 8, ..ModelParams::default() }
-                .with_memory_size(8),
-            train: TrainParams { epochs: 2, batch_size: 64, ..Default::default() },
+            model: ModelParams {
+                hidden_dim: 16,
+                latent_dim: 8,
+                ..ModelParams::default()
+            }
+            .with_memory_size(8),
+            train: TrainParams {
+                epochs: 2,
+                batch_size: 64,
+                ..Default::default()
+            },
             ..Default::default()
         },
         &mut mmnet_core::train::Silent,
@@ -47,7 +64,10 @@ fn round_trip_preserves_everything() {
     // Loading by the manifest's path works too, and the loaded model scores identically.
     let back2 = artifact::load(&dir.path().join(MANIFEST_FILE)).unwrap();
     let x = fixture_rows();
-    assert_eq!(back2.score(x.view(), true, None).unwrap(), m.score(x.view(), true, None).unwrap());
+    assert_eq!(
+        back2.score(x.view(), true, None).unwrap(),
+        m.score(x.view(), true, None).unwrap()
+    );
 }
 
 #[test]
@@ -63,14 +83,19 @@ fn committed_v1_fixture_still_loads_and_scores_the_same() {
     }
     let m = artifact::load(&fixture_dir()).unwrap();
     assert_eq!(m.features, ["a", "b", "c", "d", "e"]);
-    let expected: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(fixture_dir().join("expected_scores.json")).unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(fixture_dir().join("expected_scores.json")).unwrap(),
+    )
+    .unwrap();
     let s = m.score(fixture_rows().view(), true, None).unwrap();
     let check = |name: &str, got: &[f32]| {
         let want: Vec<f32> = serde_json::from_value(expected[name].clone()).unwrap();
         assert_eq!(want.len(), got.len());
         for (w, g) in want.iter().zip(got) {
-            assert!((w - g).abs() <= 1e-5 * w.abs().max(1.0), "{name}: {w} vs {g}");
+            assert!(
+                (w - g).abs() <= 1e-5 * w.abs().max(1.0),
+                "{name}: {w} vs {g}"
+            );
         }
     };
     check("score", &s.score);
@@ -89,7 +114,10 @@ fn saved() -> (tempfile::TempDir, Model) {
 fn expect_artifact_error(dir: &Path, needle: &str) {
     match artifact::load(dir) {
         Err(CoreError::Artifact { reason, .. }) => {
-            assert!(reason.contains(needle), "`{reason}` does not mention `{needle}`")
+            assert!(
+                reason.contains(needle),
+                "`{reason}` does not mention `{needle}`"
+            )
         }
         Err(e) => panic!("expected an artifact error mentioning `{needle}`, got {e}"),
         Ok(_) => panic!("a damaged model loaded (expected `{needle}`)"),
@@ -128,7 +156,9 @@ fn garbage_with_matching_digest_is_refused() {
     let (dir, _) = saved();
     let junk = b"definitely not safetensors".to_vec();
     fs::write(dir.path().join(WEIGHTS_FILE), &junk).unwrap();
-    edit_manifest(dir.path(), |v| v["weights"]["sha256"] = sha256_hex(&junk).into());
+    edit_manifest(dir.path(), |v| {
+        v["weights"]["sha256"] = sha256_hex(&junk).into()
+    });
     expect_artifact_error(dir.path(), "not a valid safetensors file");
 }
 
@@ -148,7 +178,14 @@ fn foreign_or_invalid_manifest_is_refused() {
     fs::write(dir.path().join(MANIFEST_FILE), "{ not json").unwrap();
     expect_artifact_error(dir.path(), "not valid JSON");
     let (dir, _) = saved();
-    edit_manifest(dir.path(), |v| v.as_object_mut().unwrap().remove("scaler").unwrap().to_string().truncate(0));
+    edit_manifest(dir.path(), |v| {
+        v.as_object_mut()
+            .unwrap()
+            .remove("scaler")
+            .unwrap()
+            .to_string()
+            .truncate(0)
+    });
     expect_artifact_error(dir.path(), "missing field `scaler`");
 }
 
@@ -161,15 +198,25 @@ fn shape_mismatch_is_refused() {
     other.enc1 = Array2::zeros((17, 5));
     let bytes = weights_to_safetensors(&other).unwrap();
     fs::write(dir.path().join(WEIGHTS_FILE), &bytes).unwrap();
-    edit_manifest(dir.path(), |v| v["weights"]["sha256"] = sha256_hex(&bytes).into());
-    expect_artifact_error(dir.path(), "tensor `encoder.0.weight` has shape [17, 5], expected [16, 5]");
+    edit_manifest(dir.path(), |v| {
+        v["weights"]["sha256"] = sha256_hex(&bytes).into()
+    });
+    expect_artifact_error(
+        dir.path(),
+        "tensor `encoder.0.weight` has shape [17, 5], expected [16, 5]",
+    );
 }
 
 #[test]
 fn scaler_feature_mismatch_is_refused() {
     let (dir, _) = saved();
-    edit_manifest(dir.path(), |v| v["features"].as_array_mut().unwrap().push("f".into()));
-    expect_artifact_error(dir.path(), "scaler has 5 minima and 5 maxima for 6 features");
+    edit_manifest(dir.path(), |v| {
+        v["features"].as_array_mut().unwrap().push("f".into())
+    });
+    expect_artifact_error(
+        dir.path(),
+        "scaler has 5 minima and 5 maxima for 6 features",
+    );
 }
 
 #[test]

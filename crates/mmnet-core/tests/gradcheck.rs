@@ -2,6 +2,8 @@
 //! linear, ReLU, softmax, shrinkage + renormalisation, read-out, each loss term and the
 //! whole loss of eq. 11 with respect to every parameter tensor.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use mmnet_core::linear::{linear_backward, linear_forward, relu_backward_inplace, relu_inplace};
 use mmnet_core::loss::{
     kl_loss, kl_loss_backward, mask_loss, mask_loss_backward, rec_loss, rec_loss_backward,
@@ -51,7 +53,10 @@ fn assert_close(what: &str, analytic: &Array2<f64>, numeric: &Array2<f64>) {
         );
     });
     // The gradient must not be trivially zero, or the check proves nothing.
-    assert!(analytic.iter().any(|v| v.abs() > 1e-8), "{what}: gradient is all zero");
+    assert!(
+        analytic.iter().any(|v| v.abs() > 1e-8),
+        "{what}: gradient is all zero"
+    );
 }
 
 /// A fixed random projection turns a matrix output into a scalar loss.
@@ -67,8 +72,16 @@ fn linear_backward_matches_finite_differences() {
     let r = rand_mat(&mut rng, 5, 4, 1.0);
     let mut dw = Array2::zeros(w.raw_dim());
     let dx = linear_backward(x.view(), w.view(), r.view(), &mut dw);
-    assert_close("dW", &dw, &numeric_grad(&w, |w| project(&linear_forward(x.view(), w.view()), &r)));
-    assert_close("dx", &dx, &numeric_grad(&x, |x| project(&linear_forward(x.view(), w.view()), &r)));
+    assert_close(
+        "dW",
+        &dw,
+        &numeric_grad(&w, |w| project(&linear_forward(x.view(), w.view()), &r)),
+    );
+    assert_close(
+        "dx",
+        &dx,
+        &numeric_grad(&x, |x| project(&linear_forward(x.view(), w.view()), &r)),
+    );
 }
 
 #[test]
@@ -139,8 +152,16 @@ fn readout_backward_matches_finite_differences() {
     let r = rand_mat(&mut rng, 4, 3, 1.0);
     let dm = w_hat.t().dot(&r);
     let dw = r.dot(&m.t());
-    assert_close("readout dM", &dm, &numeric_grad(&m, |m| project(&w_hat.dot(m), &r)));
-    assert_close("readout dw", &dw, &numeric_grad(&w_hat, |w| project(&w.dot(&m), &r)));
+    assert_close(
+        "readout dM",
+        &dm,
+        &numeric_grad(&m, |m| project(&w_hat.dot(m), &r)),
+    );
+    assert_close(
+        "readout dw",
+        &dw,
+        &numeric_grad(&w_hat, |w| project(&w.dot(&m), &r)),
+    );
 }
 
 #[test]
@@ -163,7 +184,11 @@ fn loss_terms_backward_match_finite_differences() {
     let k = 4;
     let mut d = Array2::zeros(w.raw_dim());
     mask_loss_backward(&mut d, &labeled, k, 1.0);
-    assert_close("L_mask", &d, &numeric_grad(&w, |w| mask_loss(w.view(), &labeled, k)));
+    assert_close(
+        "L_mask",
+        &d,
+        &numeric_grad(&w, |w| mask_loss(w.view(), &labeled, k)),
+    );
     let mut d = Array2::zeros(w.raw_dim());
     kl_loss_backward(&mut d, w.view(), 1e-12, 1.0);
     assert_close("L_KL", &d, &numeric_grad(&w, |w| kl_loss(w.view(), 1e-12)));

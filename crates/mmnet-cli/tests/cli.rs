@@ -1,0 +1,495 @@
+//! The `mmnet` binary end to end: the happy path over CSV, Parquet and NPZ, and every bad
+//! input the engine issue lists, each with a clear message and a non-zero exit.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mmnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mmnet"))
+        .args(args)
+        .output()
+        .expect("run mmnet")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = mmnet(args);
+    assert!(
+        out.status.success(),
+        "mmnet {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its stderr, which must be one clear error.
+fn fails(args: &[&str], needles: &[&str]) -> String {
+    let out = mmnet(args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "mmnet {args:?} succeeded unexpectedly"
+    );
+    assert!(!err.contains("panicked"), "mmnet {args:?} panicked:\n{err}");
+    for n in needles {
+        assert!(
+            err.contains(n),
+            "mmnet {args:?}: stderr does not mention `{n}`:\n{err}"
+        );
+    }
+    err
+}
+
+fn repo_data(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A CSV with an id column, three features and a label; rows `anomalies` are labeled 1.
+fn write_csv(
+    dir: &Path,
+    name: &str,
+    rows: usize,
+    label: impl Fn(usize) -> String,
+    cell: impl Fn(usize, usize) -> String,
+) -> PathBuf {
+    let mut s = String::from("id,a,b,c,label\n");
+    for i in 0..rows {
+        writeln!(
+            s,
+            "{i},{},{},{},{}",
+            cell(i, 0),
+            cell(i, 1),
+            cell(i, 2),
+            label(i)
+        )
+        .unwrap();
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn value(i: usize, j: usize) -> String {
+    let anomalous = i.is_multiple_of(20);
+    let base = if anomalous { 5.0 } else { 1.0 };
+    format!("{:.3}", base + ((i * 7 + j * 13) % 10) as f64 / 10.0)
+}
+
+fn label(i: usize) -> String {
+    if i.is_multiple_of(20) {
+        "1".into()
+    } else {
+        "0".into()
+    }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn train_score_eval_over_csv_and_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(dir.path(), "t.csv", 300, label, value);
+    let model = dir.path().join("model");
+    let out = ok(&[
+        "train",
+        "--data",
+        p(&csv),
+        "--exclude",
+        "id",
+        "--out",
+        p(&model),
+        "--epochs",
+        "3",
+        "--memory-size",
+        "8",
+        "--quiet",
+    ]);
+    assert!(
+        out.contains("trained on 285 unlabeled + 15 labeled rows, 3 features"),
+        "{out}"
+    );
+    assert!(model.join("manifest.json").exists() && model.join("weights.safetensors").exists());
+
+    // Score to CSV: every input column plus the four score columns, one row per input row.
+    let scored = dir.path().join("scored.csv");
+    let out = ok(&[
+        "score",
+        "--model",
+        p(&model),
+        "--input",
+        p(&csv),
+        "--output",
+        p(&scored),
+        "--quiet",
+    ]);
+    assert!(out.contains("scored 300 rows"), "{out}");
+    let text = std::fs::read_to_string(&scored).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "id,a,b,c,label,mmnet_score,s_sum,s_kl,is_anomaly"
+    );
+    assert_eq!(lines.count(), 300);
+
+    // Score to Parquet, then score that Parquet file's features again by name (column
+    // order differs: the score columns come last and are ignored).
+    let pq = dir.path().join("scored.parquet");
+    ok(&[
+        "score",
+        "--model",
+        p(&model),
+        "--input",
+        p(&csv),
+        "--output",
+        p(&pq),
+        "--quiet",
+    ]);
+    let out = ok(&["eval", "--model", p(&model), "--data", p(&csv), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rows"], 300);
+    assert_eq!(v["metrics"].as_array().unwrap().len(), 4);
+    for m in v["metrics"].as_array().unwrap() {
+        let auc = m["auc_roc"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&auc));
+    }
+    // Threshold override: nothing is above +inf.
+    let out = ok(&[
+        "score",
+        "--model",
+        p(&model),
+        "--input",
+        p(&csv),
+        "--output",
+        p(&scored),
+        "--threshold",
+        "inf",
+        "--quiet",
+    ]);
+    assert!(out.contains(": 0 anomalies"), "{out}");
+}
+
+#[test]
+fn trains_from_shipped_npz_and_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["spambase.npz", "spambase.parquet"] {
+        let model = dir.path().join(f);
+        let out = ok(&[
+            "train",
+            "--data",
+            &repo_data(f),
+            "--out",
+            p(&model),
+            "--epochs",
+            "1",
+            "--quiet",
+        ]);
+        assert!(
+            out.contains("2528 unlabeled + 1679 labeled rows, 57 features"),
+            "{f}: {out}"
+        );
+    }
+    let out = ok(&[
+        "experiment",
+        "--data",
+        &repo_data("spambase.npz"),
+        "--runs",
+        "2",
+        "--epochs",
+        "2",
+        "--memory-size",
+        "32",
+        "--quiet",
+    ]);
+    assert!(out.contains("run  1 seed   1"), "{out}");
+    assert!(
+        out.contains("paper") && out.contains("s_sum") && out.contains("mse"),
+        "{out}"
+    );
+}
+
+#[test]
+fn missing_file() {
+    fails(
+        &[
+            "train",
+            "--data",
+            "/nonexistent/x.csv",
+            "--out",
+            "/tmp/never",
+        ],
+        &["/nonexistent/x.csv", "No such file"],
+    );
+}
+
+#[test]
+fn unknown_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("data.txt");
+    std::fs::write(&f, "a,b\n1,2\n").unwrap();
+    fails(
+        &["train", "--data", p(&f), "--out", "/tmp/never"],
+        &["data.txt", "unknown file type `txt`"],
+    );
+}
+
+#[test]
+fn missing_feature_column_at_scoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(dir.path(), "t.csv", 100, label, value);
+    let model = dir.path().join("m");
+    ok(&[
+        "train",
+        "--data",
+        p(&csv),
+        "--exclude",
+        "id",
+        "--out",
+        p(&model),
+        "--epochs",
+        "1",
+        "--memory-size",
+        "8",
+        "--quiet",
+    ]);
+    let other = dir.path().join("o.csv");
+    std::fs::write(&other, "a,c\n1,2\n").unwrap();
+    fails(
+        &[
+            "score",
+            "--model",
+            p(&model),
+            "--input",
+            p(&other),
+            "--output",
+            p(&dir.path().join("x.csv")),
+        ],
+        &["o.csv", "column `b` not found"],
+    );
+}
+
+#[test]
+fn non_numeric_feature_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(dir.path(), "t.csv", 50, label, |i, j| {
+        if j == 1 {
+            format!("host{i}")
+        } else {
+            value(i, j)
+        }
+    });
+    fails(
+        &[
+            "train",
+            "--data",
+            p(&csv),
+            "--exclude",
+            "id",
+            "--out",
+            "/tmp/never",
+        ],
+        &["column `b`", "not numeric", "--exclude b"],
+    );
+}
+
+#[test]
+fn nan_and_missing_values_in_training_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(dir.path(), "t.csv", 50, label, |i, j| {
+        if i == 17 && j == 2 {
+            "NaN".into()
+        } else {
+            value(i, j)
+        }
+    });
+    fails(
+        &[
+            "train",
+            "--data",
+            p(&csv),
+            "--exclude",
+            "id",
+            "--out",
+            "/tmp/never",
+        ],
+        &["column `c`", "row 17", "not finite"],
+    );
+    let csv = write_csv(dir.path(), "u.csv", 50, label, |i, j| {
+        if i == 9 && j == 0 {
+            "inf".into()
+        } else {
+            value(i, j)
+        }
+    });
+    fails(
+        &[
+            "train",
+            "--data",
+            p(&csv),
+            "--exclude",
+            "id",
+            "--out",
+            "/tmp/never",
+        ],
+        &["column `a`", "row 9", "not finite"],
+    );
+    let csv = write_csv(dir.path(), "v.csv", 50, label, |i, j| {
+        if i == 4 && j == 1 {
+            String::new()
+        } else {
+            value(i, j)
+        }
+    });
+    fails(
+        &[
+            "train",
+            "--data",
+            p(&csv),
+            "--exclude",
+            "id",
+            "--out",
+            "/tmp/never",
+        ],
+        &["column `b`", "row 4", "null"],
+    );
+}
+
+#[test]
+fn label_values_other_than_zero_or_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(
+        dir.path(),
+        "t.csv",
+        50,
+        |i| if i == 33 { "2".into() } else { label(i) },
+        value,
+    );
+    fails(
+        &[
+            "train",
+            "--data",
+            p(&csv),
+            "--exclude",
+            "id",
+            "--out",
+            "/tmp/never",
+        ],
+        &["column `label`", "row 33", "label 2 is not 0 or 1"],
+    );
+}
+
+#[test]
+fn no_labeled_anomalies() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(dir.path(), "t.csv", 50, |_| "0".into(), value);
+    fails(
+        &[
+            "train",
+            "--data",
+            p(&csv),
+            "--exclude",
+            "id",
+            "--out",
+            "/tmp/never",
+        ],
+        &["no labeled anomalies"],
+    );
+    let csv = write_csv(dir.path(), "u.csv", 50, label, value);
+    fails(
+        &[
+            "train",
+            "--data",
+            p(&csv),
+            "--exclude",
+            "id",
+            "--label-column",
+            "is_attack",
+            "--out",
+            "/tmp/never",
+        ],
+        &["column `is_attack` not found"],
+    );
+}
+
+#[test]
+fn corrupted_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(dir.path(), "t.csv", 100, label, value);
+    let model = dir.path().join("m");
+    ok(&[
+        "train",
+        "--data",
+        p(&csv),
+        "--exclude",
+        "id",
+        "--out",
+        p(&model),
+        "--epochs",
+        "1",
+        "--memory-size",
+        "8",
+        "--quiet",
+    ]);
+    let w = model.join("weights.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&w, bytes).unwrap();
+    fails(
+        &[
+            "score",
+            "--model",
+            p(&model),
+            "--input",
+            p(&csv),
+            "--output",
+            p(&dir.path().join("x.csv")),
+        ],
+        &["weights.safetensors", "SHA-256", "corrupted"],
+    );
+    fails(
+        &["eval", "--model", "/nonexistent/model", "--data", p(&csv)],
+        &["no such model directory"],
+    );
+}
+
+#[test]
+fn bad_arguments() {
+    fails(
+        &[
+            "train",
+            "--data",
+            "x.csv",
+            "--out",
+            "m",
+            "--memory-size",
+            "7",
+        ],
+        &["--memory-size must be an even number"],
+    );
+    fails(
+        &["train", "--data", "x.csv", "--out", "m", "--score", "best"],
+        &["unknown score `best`"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(dir.path(), "t.csv", 50, label, value);
+    fails(
+        &[
+            "score",
+            "--model",
+            "m",
+            "--input",
+            p(&csv),
+            "--output",
+            "out.json",
+        ],
+        &[],
+    );
+}
