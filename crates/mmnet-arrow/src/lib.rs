@@ -15,4 +15,4 @@ pub mod write;
 pub use error::{Result, TableError};
 pub use features::{Dataset, DatasetSpec, load_dataset};
 pub use format::FileFormat;
-pub use score_file::{ScoreSummary, score_file};
+pub use score_file::{ScoreSummary, TopRow, score_file};

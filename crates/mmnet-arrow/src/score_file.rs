@@ -10,8 +10,40 @@ use crate::features::check_feature_columns;
 use crate::read::{DEFAULT_BATCH_ROWS, open};
 use crate::write::{TableWriter, append_scores, scored_schema};
 
+/// One of the highest-scored rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopRow {
+    /// Data row (0-based) in the input.
+    pub row: usize,
+    /// `mmnet_score`.
+    pub score: f32,
+    /// S_sum.
+    pub s_sum: f32,
+    /// S_KL.
+    pub s_kl: f32,
+    /// Whether it is above the threshold.
+    pub is_anomaly: bool,
+}
+
+impl Eq for TopRow {}
+impl PartialOrd for TopRow {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TopRow {
+    /// Reversed, so a `BinaryHeap` is a min-heap on score and keeps the `k` largest; ties
+    /// keep the earlier row.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.row.cmp(&other.row))
+    }
+}
+
 /// Totals of a scoring run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScoreSummary {
     /// Rows read and written.
     pub rows: usize,
@@ -21,6 +53,8 @@ pub struct ScoreSummary {
     pub anomalies: usize,
     /// Rows whose features were null or not finite (scores written as NULL).
     pub incomplete: usize,
+    /// The highest-scored rows, best first (as many as asked for).
+    pub top: Vec<TopRow>,
 }
 
 /// Scores every row of `input` into `output`: the input columns plus `mmnet_score`,
@@ -31,6 +65,7 @@ pub fn score_file(
     input: &Path,
     output: &Path,
     threshold: Option<f32>,
+    top: usize,
     on_batch: &mut dyn FnMut(usize, Option<usize>),
 ) -> Result<ScoreSummary> {
     let reader = open(input, None, DEFAULT_BATCH_ROWS)?;
@@ -38,12 +73,30 @@ pub fn score_file(
     let schema = scored_schema(input, &reader.schema)?;
     let mut writer = TableWriter::create(output, schema.clone())?;
     let mut s = ScoreSummary::default();
+    let mut heap = std::collections::BinaryHeap::with_capacity(top + 1);
     for batch in reader.batches {
         let batch = batch?;
         let (x, valid) = crate::features::batch_features(&batch, &cols)?;
         let scored = model.score(x.view(), false, threshold)?;
         let out = append_scores(&batch, schema.clone(), &scored, &valid)?;
         writer.write(&out)?;
+        if top > 0 {
+            for (i, &ok) in valid.iter().enumerate() {
+                if !ok {
+                    continue;
+                }
+                heap.push(TopRow {
+                    row: s.rows + i,
+                    score: scored.score[i],
+                    s_sum: scored.raw.s_sum[i],
+                    s_kl: scored.raw.s_kl[i],
+                    is_anomaly: scored.is_anomaly[i],
+                });
+                if heap.len() > top {
+                    heap.pop();
+                }
+            }
+        }
         s.rows += batch.num_rows();
         let ok = valid.iter().filter(|&&v| v).count();
         s.scored += ok;
@@ -57,5 +110,6 @@ pub fn score_file(
         on_batch(s.rows, reader.rows);
     }
     writer.finish()?;
+    s.top = heap.into_sorted_vec();
     Ok(s)
 }

@@ -134,3 +134,32 @@ impl TableWriter {
         Ok(self.rows)
     }
 }
+
+/// Writes a feature matrix (float32 columns named `features`) plus int8 columns `extra`
+/// to a Parquet or CSV file. Used to export experiment splits for other tools.
+pub fn write_matrix(
+    path: &Path,
+    features: &[String],
+    x: ndarray::ArrayView2<f32>,
+    extra: &[(&str, Vec<i8>)],
+) -> Result<()> {
+    let mut fields: Vec<Field> = features
+        .iter()
+        .map(|f| Field::new(f, DataType::Float32, false))
+        .collect();
+    let mut cols: Vec<ArrayRef> = x
+        .columns()
+        .into_iter()
+        .map(|c| Arc::new(Float32Array::from_iter_values(c.iter().copied())) as ArrayRef)
+        .collect();
+    for (name, v) in extra {
+        fields.push(Field::new(*name, DataType::Int8, false));
+        cols.push(Arc::new(arrow::array::Int8Array::from(v.clone())));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), cols)?;
+    let mut w = TableWriter::create(path, schema)?;
+    w.write(&batch)?;
+    w.finish()?;
+    Ok(())
+}

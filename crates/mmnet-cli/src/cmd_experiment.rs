@@ -40,6 +40,13 @@ pub struct ExperimentArgs {
     /// The anomaly type labeled in training; the test set holds the other types.
     #[arg(long, requires = "type_column")]
     pub known_type: Option<i64>,
+    /// Write each run's D_u, D_l and test set (raw features + labels, Parquet) under
+    /// DIR/run<N>/, for running other detectors on identical splits.
+    #[arg(long)]
+    pub export_splits: Option<PathBuf>,
+    /// With --export-splits: write the splits and stop, without training.
+    #[arg(long, requires = "export_splits")]
+    pub export_only: bool,
     /// Write every run and the summary as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -94,6 +101,13 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             k.known
         ))
     );
+    if let Some(dir) = &a.export_splits {
+        export_splits(dir, &ds, known, &protocol, a.runs, a.seed)?;
+        println!("splits of {} runs written under {}", a.runs, dir.display());
+        if a.export_only {
+            return Ok(());
+        }
+    }
     let mut run_no = 0usize;
     let runs = a.runs;
     let mut bar = TrainBar::new(
@@ -154,6 +168,52 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("JSON written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Writes every run's split: `unlabeled.parquet` (D_u), `labeled.parquet` (D_l),
+/// `test.parquet`, and `train.parquet` (D_u with label 0 then D_l with label 1, the input
+/// `mmnet train` expects). Every file also has `true_label` (the dataset's label; in D_u it
+/// reveals the contamination, which no detector may use for training).
+fn export_splits(
+    dir: &std::path::Path,
+    ds: &mmnet_arrow::Dataset,
+    known: Option<KnownType<'_>>,
+    protocol: &ProtocolConfig,
+    runs: usize,
+    base_seed: u64,
+) -> Result<()> {
+    use mmnet_core::experiment::{run_seed, take_rows};
+    for run in 0..runs {
+        let seed = run_seed(base_seed, run);
+        let s = mmnet_core::protocol::split(&ds.labels, known, protocol, seed)?;
+        let rdir = dir.join(format!("run{run}"));
+        std::fs::create_dir_all(&rdir).with_context(|| format!("creating {}", rdir.display()))?;
+        let truth = |rows: &[usize]| -> Vec<i8> { rows.iter().map(|&i| ds.labels[i] as i8).collect() };
+        let write = |name: &str, rows: &[usize], label: Vec<i8>| -> Result<()> {
+            let x = take_rows(ds.x.view(), rows);
+            mmnet_arrow::write::write_matrix(
+                &rdir.join(name),
+                &ds.features,
+                x.view(),
+                &[("label", label), ("true_label", truth(rows))],
+            )?;
+            Ok(())
+        };
+        write("unlabeled.parquet", &s.unlabeled, vec![0; s.unlabeled.len()])?;
+        write("labeled.parquet", &s.labeled, vec![1; s.labeled.len()])?;
+        write("test.parquet", &s.test, truth(&s.test))?;
+        let train_rows: Vec<usize> = s.unlabeled.iter().chain(&s.labeled).copied().collect();
+        let mut train_label = vec![0i8; s.unlabeled.len()];
+        train_label.extend(std::iter::repeat_n(1i8, s.labeled.len()));
+        write("train.parquet", &train_rows, train_label)?;
+        let meta = serde_json::json!({
+            "run": run, "seed": seed,
+            "unlabeled": s.unlabeled.len(), "labeled": s.labeled.len(), "test": s.test.len(),
+            "note": "raw (unscaled) features; fit min-max scaling on unlabeled + labeled only"
+        });
+        std::fs::write(rdir.join("split.json"), serde_json::to_string_pretty(&meta)?)?;
     }
     Ok(())
 }

@@ -23,6 +23,9 @@ pub struct ScoreArgs {
     /// Override the model's anomaly threshold on mmnet_score.
     #[arg(long)]
     pub threshold: Option<f32>,
+    /// Also print the N highest-scored rows.
+    #[arg(long, default_value_t = 0)]
+    pub top: usize,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -40,6 +43,7 @@ pub fn run(a: ScoreArgs) -> Result<()> {
         &a.input,
         &a.output,
         a.threshold,
+        a.top,
         &mut |done, total| {
             let b = bar.get_or_insert_with(|| rows_bar(total, a.quiet));
             b.set_position(done as u64);
@@ -66,5 +70,15 @@ pub fn run(a: ScoreArgs) -> Result<()> {
         }
     );
     println!("written to {}", a.output.display());
+    if !summary.top.is_empty() {
+        println!("\ntop {} rows by mmnet_score:", summary.top.len());
+        println!("{:>9} {:>12} {:>8} {:>9} {:>10}", "row", "mmnet_score", "s_sum", "s_kl", "is_anomaly");
+        for t in &summary.top {
+            println!(
+                "{:>9} {:>12.5} {:>8.4} {:>9.3} {:>10}",
+                t.row, t.score, t.s_sum, t.s_kl, t.is_anomaly
+            );
+        }
+    }
     Ok(())
 }

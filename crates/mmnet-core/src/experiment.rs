@@ -80,6 +80,12 @@ pub struct ExperimentReport {
     pub summary: Vec<VariantSummary>,
 }
 
+/// Seed of run `run` in an experiment starting at `base_seed`: used for the split and the
+/// training run alike, so exported splits are exactly the ones trained on.
+pub fn run_seed(base_seed: u64, run: usize) -> u64 {
+    base_seed + run as u64
+}
+
 /// Selects rows of `x` by index.
 pub fn take_rows(x: ArrayView2<f32>, rows: &[usize]) -> Array2<f32> {
     x.select(Axis(0), rows)
@@ -109,7 +115,7 @@ pub fn run_experiment(
     }
     let mut results = Vec::with_capacity(runs);
     for run in 0..runs {
-        let seed = base_seed + run as u64;
+        let seed = run_seed(base_seed, run);
         let s = split(labels, known, protocol, seed)?;
         let xu = take_rows(x, &s.unlabeled);
         let xl = take_rows(x, &s.labeled);
