@@ -190,7 +190,8 @@ fn export_splits(
         let s = mmnet_core::protocol::split(&ds.labels, known, protocol, seed)?;
         let rdir = dir.join(format!("run{run}"));
         std::fs::create_dir_all(&rdir).with_context(|| format!("creating {}", rdir.display()))?;
-        let truth = |rows: &[usize]| -> Vec<i8> { rows.iter().map(|&i| ds.labels[i] as i8).collect() };
+        let truth =
+            |rows: &[usize]| -> Vec<i8> { rows.iter().map(|&i| ds.labels[i] as i8).collect() };
         let write = |name: &str, rows: &[usize], label: Vec<i8>| -> Result<()> {
             let x = take_rows(ds.x.view(), rows);
             mmnet_arrow::write::write_matrix(
@@ -201,7 +202,11 @@ fn export_splits(
             )?;
             Ok(())
         };
-        write("unlabeled.parquet", &s.unlabeled, vec![0; s.unlabeled.len()])?;
+        write(
+            "unlabeled.parquet",
+            &s.unlabeled,
+            vec![0; s.unlabeled.len()],
+        )?;
         write("labeled.parquet", &s.labeled, vec![1; s.labeled.len()])?;
         write("test.parquet", &s.test, truth(&s.test))?;
         let train_rows: Vec<usize> = s.unlabeled.iter().chain(&s.labeled).copied().collect();
@@ -213,7 +218,10 @@ fn export_splits(
             "unlabeled": s.unlabeled.len(), "labeled": s.labeled.len(), "test": s.test.len(),
             "note": "raw (unscaled) features; fit min-max scaling on unlabeled + labeled only"
         });
-        std::fs::write(rdir.join("split.json"), serde_json::to_string_pretty(&meta)?)?;
+        std::fs::write(
+            rdir.join("split.json"),
+            serde_json::to_string_pretty(&meta)?,
+        )?;
     }
     Ok(())
 }

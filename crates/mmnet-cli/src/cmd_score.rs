@@ -72,7 +72,10 @@ pub fn run(a: ScoreArgs) -> Result<()> {
     println!("written to {}", a.output.display());
     if !summary.top.is_empty() {
         println!("\ntop {} rows by mmnet_score:", summary.top.len());
-        println!("{:>9} {:>12} {:>8} {:>9} {:>10}", "row", "mmnet_score", "s_sum", "s_kl", "is_anomaly");
+        println!(
+            "{:>9} {:>12} {:>8} {:>9} {:>10}",
+            "row", "mmnet_score", "s_sum", "s_kl", "is_anomaly"
+        );
         for t in &summary.top {
             println!(
                 "{:>9} {:>12.5} {:>8.4} {:>9.3} {:>10}",

@@ -156,18 +156,20 @@ pub fn fit(
         let mut kl_rows = 0usize;
         for chunk in order.chunks(tp.batch_size) {
             let n = chunk.len();
-            // n rows of D_u, then n rows drawn with replacement from D_l.
+            // n rows of D_u, then always `batch_size` rows drawn with replacement from D_l
+            // (SPEC: 512 + 512, also when the last D_u chunk, or all of D_u, is shorter).
+            let total = n + tp.batch_size;
             for (i, &r) in chunk.iter().enumerate() {
                 batch.row_mut(i).assign(&xu.row(r));
                 labeled[i] = false;
             }
-            for i in 0..n {
+            for i in n..total {
                 let r = rng.random_range(0..xl.nrows());
-                batch.row_mut(n + i).assign(&xl.row(r));
-                labeled[n + i] = true;
+                batch.row_mut(i).assign(&xl.row(r));
+                labeled[i] = true;
             }
-            let x = batch.slice(ndarray::s![..2 * n, ..]);
-            let lab = &labeled[..2 * n];
+            let x = batch.slice(ndarray::s![..total, ..]);
+            let lab = &labeled[..total];
             let fw = forward(&weights, x, mp);
             let l = loss(&fw, lab, mp);
             if !l.total.is_finite() {
@@ -180,9 +182,9 @@ pub fn fit(
             adam.step(&mut weights, &grads, lr);
             sum.rec += l.rec;
             sum.mask += l.mask;
-            sum.kl += l.kl * (2 * n) as f64;
-            rows += 2 * n;
-            kl_rows += 2 * n;
+            sum.kl += l.kl * total as f64;
+            rows += total;
+            kl_rows += total;
             let mean = mean_loss(&sum, rows, kl_rows, mp);
             observer.on_batch(&Progress {
                 epoch,
