@@ -70,22 +70,29 @@ pub fn check_feature_columns(path: &Path, schema: &Schema, names: &[String]) -> 
 /// Features of one batch, row-major, and whether each row is complete (no null, no NaN,
 /// no infinity). Incomplete rows hold zeros and must not be reported as scored.
 pub fn batch_features(batch: &RecordBatch, columns: &[usize]) -> Result<(Array2<f32>, Vec<bool>)> {
-    let n = batch.num_rows();
-    let mut x = Array2::<f32>::zeros((n, columns.len()));
-    let mut valid = vec![true; n];
-    for (j, &c) in columns.iter().enumerate() {
-        let col = cast(batch.column(c), &DataType::Float32)?;
+    let arrays: Vec<&dyn Array> = columns.iter().map(|&c| batch.column(c).as_ref()).collect();
+    arrays_to_features(&arrays, batch.num_rows())
+}
+
+/// Row-major f32 features from one array per feature (any numeric type, cast), and the
+/// completeness of each row (see [`batch_features`]).
+pub fn arrays_to_features(arrays: &[&dyn Array], rows: usize) -> Result<(Array2<f32>, Vec<bool>)> {
+    let d = arrays.len();
+    let mut x = Array2::<f32>::zeros((rows, d));
+    let mut valid = vec![true; rows];
+    let out = x.as_slice_mut().ok_or_else(|| {
+        TableError::malformed("<batch>", "internal: feature buffer not contiguous")
+    })?;
+    for (j, arr) in arrays.iter().enumerate() {
+        let col = cast(*arr, &DataType::Float32)?;
         let col = col.as_primitive::<Float32Type>();
-        for i in 0..n {
-            if col.is_null(i) {
+        let values = col.values();
+        for i in 0..rows {
+            let v = values[i];
+            if col.is_null(i) || !v.is_finite() {
                 valid[i] = false;
-                continue;
-            }
-            let v = col.value(i);
-            if v.is_finite() {
-                x[[i, j]] = v;
             } else {
-                valid[i] = false;
+                out[i * d + j] = v;
             }
         }
     }

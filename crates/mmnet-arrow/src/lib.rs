@@ -10,6 +10,7 @@ pub mod features;
 pub mod format;
 pub mod read;
 pub mod score_file;
+pub mod sql;
 pub mod write;
 
 pub use error::{Result, TableError};

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use mmnet_core::Model;
 
-use crate::error::Result;
+use arrow::record_batch::RecordBatch;
+
+use crate::error::{Result, TableError};
 use crate::features::check_feature_columns;
 use crate::read::{DEFAULT_BATCH_ROWS, open};
 use crate::write::{TableWriter, append_scores, scored_schema};
@@ -57,9 +59,18 @@ pub struct ScoreSummary {
     pub top: Vec<TopRow>,
 }
 
+/// Batches in flight between the reader, scorer and writer threads. With 8192-row batches
+/// this bounds the pipeline's buffers to a few tens of MB whatever the file size.
+const PIPELINE_DEPTH: usize = 2;
+
 /// Scores every row of `input` into `output`: the input columns plus `mmnet_score`,
 /// `s_sum`, `s_kl`, `is_anomaly`. Features are matched by name; a missing one is an error
 /// naming it. `on_batch(rows_so_far, total_rows_if_known)` reports progress.
+///
+/// Three stages run at once so decoding, scoring and encoding overlap on the cores: a reader
+/// thread decodes batches, this thread scores them (itself parallel for large batches), and a
+/// writer thread encodes them. Bounded channels between the stages keep memory flat: a slow
+/// writer stalls the scorer, which stalls the reader.
 pub fn score_file(
     model: &Model,
     input: &Path,
@@ -71,15 +82,62 @@ pub fn score_file(
     let reader = open(input, None, DEFAULT_BATCH_ROWS)?;
     let cols = check_feature_columns(input, &reader.schema, &model.features)?;
     let schema = scored_schema(input, &reader.schema)?;
-    let mut writer = TableWriter::create(output, schema.clone())?;
+    let writer = TableWriter::create(output, schema.clone())?;
+    let total = reader.rows;
+    let (in_tx, in_rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(PIPELINE_DEPTH);
+    let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<RecordBatch>(PIPELINE_DEPTH);
+    std::thread::scope(|scope| {
+        let batches = reader.batches;
+        scope.spawn(move || {
+            for b in batches {
+                let stop = b.is_err();
+                // A closed channel means the scorer stopped (on an error): stop reading.
+                if in_tx.send(b).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let write_handle = scope.spawn(move || -> Result<()> {
+            let mut writer = writer;
+            for b in out_rx {
+                writer.write(&b)?;
+            }
+            writer.finish()?;
+            Ok(())
+        });
+        let scored = score_batches(
+            model, &cols, schema, threshold, top, in_rx, out_tx, total, on_batch,
+        );
+        // The writer ends when `out_tx` is dropped (inside score_batches); join it to learn
+        // whether every batch reached the file.
+        let written = write_handle
+            .join()
+            .unwrap_or_else(|_| Err(TableError::malformed(output, "writer thread panicked")));
+        let summary = scored?;
+        written?;
+        Ok(summary)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn score_batches(
+    model: &Model,
+    cols: &[usize],
+    schema: arrow::datatypes::SchemaRef,
+    threshold: Option<f32>,
+    top: usize,
+    in_rx: std::sync::mpsc::Receiver<Result<RecordBatch>>,
+    out_tx: std::sync::mpsc::SyncSender<RecordBatch>,
+    total: Option<usize>,
+    on_batch: &mut dyn FnMut(usize, Option<usize>),
+) -> Result<ScoreSummary> {
     let mut s = ScoreSummary::default();
     let mut heap = std::collections::BinaryHeap::with_capacity(top + 1);
-    for batch in reader.batches {
+    for batch in in_rx {
         let batch = batch?;
-        let (x, valid) = crate::features::batch_features(&batch, &cols)?;
+        let (x, valid) = crate::features::batch_features(&batch, cols)?;
         let scored = model.score(x.view(), false, threshold)?;
         let out = append_scores(&batch, schema.clone(), &scored, &valid)?;
-        writer.write(&out)?;
         if top > 0 {
             for (i, &ok) in valid.iter().enumerate() {
                 if !ok {
@@ -107,9 +165,12 @@ pub fn score_file(
             .zip(&valid)
             .filter(|&(&a, &v)| a && v)
             .count();
-        on_batch(s.rows, reader.rows);
+        if out_tx.send(out).is_err() {
+            // The writer stopped on an error; it reports it when joined.
+            break;
+        }
+        on_batch(s.rows, total);
     }
-    writer.finish()?;
     s.top = heap.into_sorted_vec();
     Ok(s)
 }

@@ -14,6 +14,9 @@ use parquet::arrow::ArrowWriter;
 use crate::error::{Result, TableError};
 use crate::format::FileFormat;
 
+/// Rows per Parquet row group written by mmnet.
+pub const ROW_GROUP_ROWS: usize = 65_536;
+
 /// Names of the columns appended by scoring, in order.
 pub const SCORE_COLUMNS: [&str; 4] = ["mmnet_score", "s_sum", "s_kl", "is_anomaly"];
 
@@ -95,7 +98,15 @@ impl TableWriter {
         let format = FileFormat::from_path(path, true)?;
         let file = BufWriter::new(File::create(path).map_err(TableError::io(path))?);
         let sink = match format {
-            FileFormat::Parquet => Sink::Parquet(ArrowWriter::try_new(file, schema, None)?),
+            FileFormat::Parquet => {
+                // Row groups are buffered in memory until full; the default (1M rows) would
+                // hold ~0.5 GB for 122 float columns. 64k rows keeps the writer small.
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .build();
+                Sink::Parquet(ArrowWriter::try_new(file, schema, Some(props))?)
+            }
             FileFormat::Csv => Sink::Csv(
                 arrow::csv::WriterBuilder::new()
                     .with_header(true)

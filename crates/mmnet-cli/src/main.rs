@@ -6,6 +6,7 @@
 mod cmd_eval;
 mod cmd_experiment;
 mod cmd_score;
+mod cmd_sql;
 mod cmd_train;
 mod progress;
 
@@ -31,6 +32,8 @@ enum Command {
     Eval(cmd_eval::EvalArgs),
     /// The paper's protocol end to end: split, train, test, repeated over seeds.
     Experiment(cmd_experiment::ExperimentArgs),
+    /// SQL over tables with model functions: SELECT mmnet_score(*) FROM readings.
+    Sql(cmd_sql::SqlArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Score(a) => cmd_score::run(a),
         Command::Eval(a) => cmd_eval::run(a),
         Command::Experiment(a) => cmd_experiment::run(a),
+        Command::Sql(a) => cmd_sql::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,6 +81,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Digest identifying a model's weights: the hex SHA-256 of their safetensors bytes (the
+/// value stored in the manifest of a saved model).
+pub fn model_digest(model: &Model) -> Result<String> {
+    Ok(sha256_hex(&weights_to_safetensors(&model.weights)?))
+}
+
 /// Serialises the weights to safetensors bytes.
 pub fn weights_to_safetensors(w: &Weights<f32>) -> Result<Vec<u8>> {
     let bytes: Vec<Vec<u8>> = w

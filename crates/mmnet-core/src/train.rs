@@ -163,10 +163,10 @@ pub fn fit(
                 batch.row_mut(i).assign(&xu.row(r));
                 labeled[i] = false;
             }
-            for i in n..total {
+            for (i, lab) in labeled.iter_mut().enumerate().take(total).skip(n) {
                 let r = rng.random_range(0..xl.nrows());
                 batch.row_mut(i).assign(&xl.row(r));
-                labeled[i] = true;
+                *lab = true;
             }
             let x = batch.slice(ndarray::s![..total, ..]);
             let lab = &labeled[..total];

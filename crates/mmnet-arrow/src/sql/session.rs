@@ -1,0 +1,106 @@
+//! Wiring models and tables into a DataFusion session.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+use mmnet_core::Model;
+
+use super::udf::{ModelUdf, SharedModel, UdfKind};
+use super::wildcard::ExpandModelWildcard;
+use crate::error::{Result, TableError};
+use crate::format::FileFormat;
+
+/// Registers models on a session, each under its own name.
+#[derive(Debug, Default)]
+pub struct ModelRegistry {
+    names: Vec<String>,
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl ModelRegistry {
+    /// Registers `model` as `<name>_score`, `<name>_s_sum`, `<name>_s_kl` and
+    /// `<name>_is_anomaly` (name `mmnet` gives `mmnet_score`, ...), with `*` expansion.
+    /// The model is held once in an `Arc` shared by its four functions.
+    pub fn register(
+        &mut self,
+        ctx: &SessionContext,
+        name: &str,
+        model: Model,
+    ) -> Result<Arc<SharedModel>> {
+        if !valid_name(name) {
+            return Err(TableError::malformed(
+                name,
+                "a model name must be lowercase letters, digits and _ (not starting with a digit)",
+            ));
+        }
+        if self.names.iter().any(|n| n == name) {
+            return Err(TableError::malformed(
+                name,
+                "a model is already registered under this name",
+            ));
+        }
+        let digest = mmnet_core::artifact::model_digest(&model)?;
+        let shared = Arc::new(SharedModel { model, digest });
+        let mut functions = HashMap::new();
+        for kind in UdfKind::ALL {
+            let udf = ModelUdf::new(name, kind, shared.clone());
+            let f = ScalarUDF::new_from_impl(udf);
+            functions.insert(f.name().to_string(), shared.clone());
+            ctx.register_udf(f);
+        }
+        let mut ctx = ctx.clone();
+        ctx.register_function_rewrite(Arc::new(ExpandModelWildcard { functions }))
+            .map_err(|e| TableError::malformed(name, format!("registering `*` expansion: {e}")))?;
+        self.names.push(name.to_string());
+        Ok(shared)
+    }
+
+    /// Names registered so far.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// Registers the file at `path` as table `name`: Parquet and CSV are scanned lazily by
+/// DataFusion (projection pushdown, streaming); NPZ is loaded into memory.
+pub async fn register_table(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Err(TableError::Io {
+            path: path.to_path_buf(),
+            cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    let p = path
+        .to_str()
+        .ok_or_else(|| TableError::malformed(path, "path is not valid UTF-8"))?;
+    let df = |e: datafusion::error::DataFusionError| TableError::malformed(path, e.to_string());
+    match FileFormat::from_path(path, false)? {
+        FileFormat::Parquet => ctx
+            .register_parquet(name, p, ParquetReadOptions::default())
+            .await
+            .map_err(df)?,
+        FileFormat::Csv => ctx
+            .register_csv(name, p, CsvReadOptions::new().has_header(true))
+            .await
+            .map_err(df)?,
+        FileFormat::Npz => {
+            let reader = crate::read::open(path, None, crate::read::DEFAULT_BATCH_ROWS)?;
+            let batches = reader.batches.collect::<Result<Vec<_>>>()?;
+            let table = datafusion::datasource::MemTable::try_new(reader.schema, vec![batches])
+                .map_err(df)?;
+            ctx.register_table(name, Arc::new(table)).map_err(df)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Expands `mmnet_score(*)` and `mmnet_score(t.*)` into the model's feature columns.
+//!
+//! sqlparser turns `f(*)` into a wildcard argument that DataFusion 55 plans but cannot
+//! execute ("Physical plan does not support logical expression Wildcard"). A
+//! `FunctionRewrite` runs in the analyzer with the input schema, before type coercion, so it
+//! can replace the wildcard by columns: exactly the model's features, looked up by name (extra
+//! columns such as ids or timestamps are ignored; a missing feature is a planning error
+//! naming it). The output column keeps the name `mmnet_score(*)`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, DFSchema, Result as DfResult, TableReference, plan_err};
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
+
+use super::udf::SharedModel;
+
+/// Rewrites wildcard arguments of the UDFs of every registered model.
+#[derive(Debug, Default)]
+pub struct ExpandModelWildcard {
+    /// UDF name -> model whose features replace the wildcard.
+    pub functions: HashMap<String, Arc<SharedModel>>,
+}
+
+/// The qualifier of a wildcard argument: `None` for `*`, `Some(t)` for `t.*`.
+#[allow(deprecated)] // Expr::Wildcard is deprecated but is what sqlparser's `f(*)` produces.
+fn wildcard_qualifier(e: &Expr) -> Option<Option<TableReference>> {
+    match e {
+        Expr::Wildcard { qualifier, .. } => Some(qualifier.clone()),
+        _ => None,
+    }
+}
+
+fn resolve(
+    fname: &str,
+    schema: &DFSchema,
+    qualifier: &Option<TableReference>,
+    feature: &str,
+) -> DfResult<Column> {
+    let candidates: Vec<Column> = schema
+        .columns_with_unqualified_name(feature)
+        .into_iter()
+        .filter(|c| match qualifier {
+            Some(q) => c.relation.as_ref().is_some_and(|r| r.resolved_eq(q)),
+            None => true,
+        })
+        .collect();
+    match candidates.len() {
+        1 => Ok(candidates.into_iter().next().expect("one candidate")),
+        0 => {
+            let available: Vec<String> = schema.columns().iter().map(|c| c.flat_name()).collect();
+            plan_err!(
+                "{fname}({}*): the model's feature `{feature}` is not a column of {} (columns: {})",
+                qualifier
+                    .as_ref()
+                    .map_or(String::new(), |q| format!("{q}.")),
+                qualifier
+                    .as_ref()
+                    .map_or("the input".to_string(), |q| format!("`{q}`")),
+                available.join(", ")
+            )
+        }
+        _ => plan_err!(
+            "{fname}(*): feature `{feature}` is ambiguous ({}); qualify the wildcard, e.g. {fname}(t.*)",
+            candidates
+                .iter()
+                .map(|c| c.flat_name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+impl FunctionRewrite for ExpandModelWildcard {
+    fn name(&self) -> &str {
+        "mmnet_expand_wildcard"
+    }
+
+    fn rewrite(
+        &self,
+        expr: Expr,
+        schema: &DFSchema,
+        _config: &ConfigOptions,
+    ) -> DfResult<Transformed<Expr>> {
+        let Expr::ScalarFunction(ScalarFunction { func, args }) = expr else {
+            return Ok(Transformed::no(expr));
+        };
+        let Some(model) = self.functions.get(func.name()) else {
+            return Ok(Transformed::no(Expr::ScalarFunction(ScalarFunction {
+                func,
+                args,
+            })));
+        };
+        let quals: Vec<Option<Option<TableReference>>> =
+            args.iter().map(wildcard_qualifier).collect();
+        if quals.iter().all(Option::is_none) {
+            return Ok(Transformed::no(Expr::ScalarFunction(ScalarFunction {
+                func,
+                args,
+            })));
+        }
+        if args.len() != 1 {
+            return plan_err!("{}(): a wildcard must be the only argument", func.name());
+        }
+        let qualifier = quals.into_iter().next().flatten().flatten();
+        let cols = model
+            .model
+            .features
+            .iter()
+            .map(|f| resolve(func.name(), schema, &qualifier, f).map(Expr::Column))
+            .collect::<DfResult<Vec<_>>>()?;
+        Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
+            func,
+            args: cols,
+        })))
+    }
+}

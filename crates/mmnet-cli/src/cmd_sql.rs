@@ -1,0 +1,148 @@
+//! `mmnet sql`: SQL over Parquet/CSV/NPZ tables with model functions, one-shot or interactive.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::SessionContext;
+use mmnet_arrow::sql::{ModelRegistry, register_table};
+
+/// Arguments of `mmnet sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Model: `DIR` (functions mmnet_score, mmnet_s_sum, mmnet_s_kl, mmnet_is_anomaly) or
+    /// `NAME=DIR` (functions NAME_score, ...). Repeatable.
+    #[arg(long = "model", required = true)]
+    pub models: Vec<String>,
+    /// Table: `NAME=FILE` (.parquet, .csv or .npz). Repeatable.
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+    /// Write the result to this .parquet or .csv file instead of printing it.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// The query. Without it, an interactive prompt opens (end statements with `;`).
+    pub query: Option<String>,
+}
+
+fn split_named(s: &str, default: Option<&str>, what: &str) -> Result<(String, PathBuf)> {
+    match s.split_once('=') {
+        Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok((n.to_string(), PathBuf::from(p))),
+        _ => match default {
+            Some(d) => Ok((d.to_string(), PathBuf::from(s))),
+            None => bail!("{what} `{s}` must be NAME=FILE"),
+        },
+    }
+}
+
+/// Builds a session with every model and table registered.
+pub async fn session(models: &[String], tables: &[String]) -> Result<SessionContext> {
+    let ctx = SessionContext::new();
+    let mut registry = ModelRegistry::default();
+    for m in models {
+        let (name, path) = split_named(m, Some("mmnet"), "--model")?;
+        let model = mmnet_core::artifact::load(&path)?;
+        registry
+            .register(&ctx, &name, model)
+            .with_context(|| format!("registering model {}", path.display()))?;
+    }
+    for t in tables {
+        let (name, path) = split_named(t, None, "--table")?;
+        register_table(&ctx, &name, &path).await?;
+    }
+    Ok(ctx)
+}
+
+async fn run_query(ctx: &SessionContext, sql: &str, output: Option<&PathBuf>) -> Result<()> {
+    let start = Instant::now();
+    let df = ctx.sql(sql).await?;
+    match output {
+        Some(path) => {
+            let p = path.to_str().context("output path is not valid UTF-8")?;
+            let opts = DataFrameWriteOptions::new().with_single_file_output(true);
+            let batches = match mmnet_arrow::FileFormat::from_path(path, true)? {
+                mmnet_arrow::FileFormat::Parquet => df.write_parquet(p, opts, None).await?,
+                _ => df.write_csv(p, opts, None).await?,
+            };
+            let rows: u64 = batches
+                .iter()
+                .filter_map(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                        .map(|a| a.value(0))
+                })
+                .sum();
+            println!(
+                "{rows} rows written to {} in {:.2} s",
+                path.display(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        None => {
+            let batches = df.collect().await?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            println!(
+                "{}",
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)?
+            );
+            println!("{rows} row(s) in {:.3} s", start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}
+
+/// Runs `mmnet sql`.
+pub fn run(a: SqlArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let ctx = session(&a.models, &a.tables).await?;
+        match &a.query {
+            Some(q) => run_query(&ctx, q, a.output.as_ref()).await,
+            None => interactive(&ctx).await,
+        }
+    })
+}
+
+/// A prompt like datafusion-cli's: history (in ~/.mmnet_history), statements over several
+/// lines until `;`, errors printed without leaving. `\q`, `quit` or Ctrl-D exits.
+async fn interactive(ctx: &SessionContext) -> Result<()> {
+    use rustyline::error::ReadlineError;
+    let mut rl = rustyline::DefaultEditor::new()?;
+    let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".mmnet_history"));
+    if let Some(h) = &history {
+        let _ = rl.load_history(h);
+    }
+    println!("mmnet sql: end statements with `;`, \\q to quit. Tables: SHOW TABLES;");
+    let mut buf = String::new();
+    loop {
+        let prompt = if buf.is_empty() { "mmnet> " } else { "   ..> " };
+        match rl.readline(prompt) {
+            Ok(line) => {
+                let t = line.trim();
+                if buf.is_empty() && matches!(t, "\\q" | "quit" | "exit") {
+                    break;
+                }
+                buf.push_str(&line);
+                buf.push('\n');
+                if t.ends_with(';') {
+                    let stmt = std::mem::take(&mut buf);
+                    let _ = rl.add_history_entry(stmt.trim());
+                    if let Err(e) = run_query(ctx, stmt.trim().trim_end_matches(';'), None).await {
+                        eprintln!("error: {e:#}");
+                    }
+                }
+            }
+            Err(ReadlineError::Interrupted) => buf.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(h) = &history {
+        let _ = rl.save_history(h);
+    }
+    Ok(())
+}
