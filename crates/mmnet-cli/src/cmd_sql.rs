@@ -54,7 +54,22 @@ pub async fn session(models: &[String], tables: &[String]) -> Result<SessionCont
     Ok(ctx)
 }
 
+/// DataFusion wraps planning errors in context layers whose messages repeat the inner one;
+/// report the innermost error once.
+fn root(e: datafusion::error::DataFusionError) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.find_root())
+}
+
 async fn run_query(ctx: &SessionContext, sql: &str, output: Option<&PathBuf>) -> Result<()> {
+    run_query_inner(ctx, sql, output).await.map_err(|e| {
+        match e.downcast::<datafusion::error::DataFusionError>() {
+            Ok(df) => root(df),
+            Err(e) => e,
+        }
+    })
+}
+
+async fn run_query_inner(ctx: &SessionContext, sql: &str, output: Option<&PathBuf>) -> Result<()> {
     let start = Instant::now();
     let df = ctx.sql(sql).await?;
     match output {

@@ -493,3 +493,169 @@ fn bad_arguments() {
         &[],
     );
 }
+
+#[test]
+fn sql_over_tables_one_shot_output_and_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(dir.path(), "t.csv", 200, label, value);
+    let model = dir.path().join("m");
+    ok(&[
+        "train",
+        "--data",
+        p(&csv),
+        "--exclude",
+        "id",
+        "--out",
+        p(&model),
+        "--epochs",
+        "2",
+        "--memory-size",
+        "8",
+        "--quiet",
+    ]);
+    let table = format!("readings={}", p(&csv));
+    // One-shot query printing a table; ORDER BY the score returns the highest rows.
+    let out = ok(&[
+        "sql",
+        "--model",
+        p(&model),
+        "--table",
+        &table,
+        "SELECT id, mmnet_score(*) AS s FROM readings ORDER BY mmnet_score(*) DESC LIMIT 3",
+    ]);
+    assert!(out.contains("| id") && out.contains("3 row(s)"), "{out}");
+    // The same ranking as `mmnet score --top`.
+    let scored = dir.path().join("s.csv");
+    let top = ok(&[
+        "score",
+        "--model",
+        p(&model),
+        "--input",
+        p(&csv),
+        "--output",
+        p(&scored),
+        "--top",
+        "1",
+        "--quiet",
+    ]);
+    let best_row: String = top
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let first_data_line = out.lines().nth(3).unwrap();
+    assert!(
+        first_data_line.contains(&format!("| {best_row} ")),
+        "sql top row `{first_data_line}` vs score --top row {best_row}"
+    );
+    // Result to Parquet, read back by another query; two models under their own names.
+    let pq = dir.path().join("q.parquet");
+    let named = format!("other={}", p(&model));
+    let out = ok(&[
+        "sql",
+        "--model",
+        p(&model),
+        "--model",
+        &named,
+        "--table",
+        &table,
+        "--output",
+        p(&pq),
+        "SELECT id, mmnet_score(*) AS s, other_s_sum(*) AS t FROM readings",
+    ]);
+    assert!(out.contains("200 rows written"), "{out}");
+    let back = format!("q={}", p(&pq));
+    let out = ok(&[
+        "sql",
+        "--model",
+        p(&model),
+        "--table",
+        &back,
+        "SELECT count(*) AS n FROM q WHERE t >= 0 AND t <= 1",
+    ]);
+    assert!(out.contains("| 200 |"), "{out}");
+    // Interactive prompt fed from stdin: multi-line statement, an error that does not end
+    // the session, then quit.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmnet"))
+        .args(["sql", "--model", p(&model), "--table", &table])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT count(*)\n  FROM readings;\nSELEC 1;\nSELECT 41 + 1 AS answer;\n\\q\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    assert!(
+        stdout.contains("| 200 ") && stdout.contains("| 42 "),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SELEC"));
+}
+
+#[test]
+fn sql_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(dir.path(), "t.csv", 100, label, value);
+    let model = dir.path().join("m");
+    ok(&[
+        "train",
+        "--data",
+        p(&csv),
+        "--exclude",
+        "id",
+        "--out",
+        p(&model),
+        "--epochs",
+        "1",
+        "--memory-size",
+        "8",
+        "--quiet",
+    ]);
+    let other = dir.path().join("o.csv");
+    std::fs::write(&other, "a,c\n1,2\n").unwrap();
+    let t = format!("readings={}", p(&other));
+    fails(
+        &[
+            "sql",
+            "--model",
+            p(&model),
+            "--table",
+            &t,
+            "SELECT mmnet_score(*) FROM readings",
+        ],
+        &["feature `b` is not a column of the input"],
+    );
+    fails(
+        &[
+            "sql",
+            "--model",
+            p(&model),
+            "--table",
+            "readings=/nonexistent.parquet",
+            "SELECT 1",
+        ],
+        &["/nonexistent.parquet"],
+    );
+    fails(
+        &[
+            "sql",
+            "--model",
+            p(&model),
+            "--table",
+            "nonsense",
+            "SELECT 1",
+        ],
+        &["must be NAME=FILE"],
+    );
+}

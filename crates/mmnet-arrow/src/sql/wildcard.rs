@@ -52,7 +52,13 @@ fn resolve(
     match candidates.len() {
         1 => Ok(candidates.into_iter().next().expect("one candidate")),
         0 => {
-            let available: Vec<String> = schema.columns().iter().map(|c| c.flat_name()).collect();
+            // Enough columns to spot a naming mismatch, not a wall of 100+ names.
+            let columns = schema.columns();
+            let mut available: Vec<String> =
+                columns.iter().take(12).map(|c| c.flat_name()).collect();
+            if columns.len() > 12 {
+                available.push(format!("... {} more", columns.len() - 12));
+            }
             plan_err!(
                 "{fname}({}*): the model's feature `{feature}` is not a column of {} (columns: {})",
                 qualifier
