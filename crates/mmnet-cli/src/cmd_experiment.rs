@@ -86,6 +86,13 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         contamination: a.contamination,
         ..Default::default()
     };
+    if let Some(dir) = &a.export_splits {
+        export_splits(dir, &ds, known, &protocol, a.runs, a.seed)?;
+        println!("splits of {} runs written under {}", a.runs, dir.display());
+        if a.export_only {
+            return Ok(());
+        }
+    }
     println!(
         "{}: {} rows, {} features, {} anomalies; memory {} (K = L = {}), {} epochs, {} runs{}",
         a.data.display(),
@@ -101,20 +108,8 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             k.known
         ))
     );
-    if let Some(dir) = &a.export_splits {
-        export_splits(dir, &ds, known, &protocol, a.runs, a.seed)?;
-        println!("splits of {} runs written under {}", a.runs, dir.display());
-        if a.export_only {
-            return Ok(());
-        }
-    }
-    let mut run_no = 0usize;
     let runs = a.runs;
-    let mut bar = TrainBar::new(
-        fit_cfg.train.epochs,
-        a.model.quiet,
-        &format!("run 1/{runs}"),
-    );
+    let mut bar = TrainBar::new(fit_cfg.train.epochs, a.model.quiet, runs);
     let report = mmnet_core::experiment::run_experiment(
         ds.x.view(),
         &ds.labels,
@@ -126,7 +121,6 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         a.seed,
         &mut bar,
         &mut |r| {
-            run_no += 1;
             let cells: Vec<String> = r
                 .metrics
                 .iter()

@@ -117,7 +117,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let xu = take_rows(ds.x.view(), &unl);
     let xl = take_rows(ds.x.view(), &lab);
-    let mut bar = TrainBar::new(cfg.train.epochs, a.model.quiet, "");
+    let mut bar = TrainBar::new(cfg.train.epochs, a.model.quiet, 1);
     let model = mmnet_core::fit(
         TrainData {
             features: &ds.features,

@@ -10,11 +10,13 @@ use mmnet_core::train::{Progress, TrainObserver};
 #[derive(Debug)]
 pub struct TrainBar {
     bar: ProgressBar,
+    /// (current run, total runs) when one bar follows several trainings.
+    runs: Option<(usize, usize)>,
 }
 
 impl TrainBar {
-    /// A bar over `epochs` epochs, with `prefix` (e.g. "run 3/10").
-    pub fn new(epochs: usize, quiet: bool, prefix: &str) -> Self {
+    /// A bar over `epochs` epochs that follows `runs` trainings in a row (1 for `train`).
+    pub fn new(epochs: usize, quiet: bool, runs: usize) -> Self {
         let bar = if quiet {
             ProgressBar::hidden()
         } else {
@@ -27,13 +29,12 @@ impl TrainBar {
             .expect("static template")
             .progress_chars("=> "),
         );
-        bar.set_prefix(if prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{prefix} ")
-        });
+        let runs = (runs > 1).then_some((1, runs));
+        if let Some((r, n)) = runs {
+            bar.set_prefix(format!("run {r}/{n} "));
+        }
         bar.enable_steady_tick(Duration::from_millis(500));
-        TrainBar { bar }
+        TrainBar { bar, runs }
     }
 
     /// Removes the bar.
@@ -58,6 +59,14 @@ impl TrainObserver for TrainBar {
     fn on_epoch(&mut self, p: &Progress) {
         self.show(p);
         self.bar.set_position((p.epoch + 1) as u64);
+        if p.epoch + 1 == p.epochs
+            && let Some((r, n)) = &mut self.runs
+            && *r < *n
+        {
+            *r += 1;
+            self.bar.set_prefix(format!("run {r}/{n} "));
+            self.bar.set_position(0);
+        }
     }
 }
 
