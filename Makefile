@@ -36,8 +36,9 @@ demo: release
 experiment: release
 	@bash pipelines/experiment.sh "$(MMNET_RELEASE)" "$(SHARED)" "$(OUT)/experiment"
 
+## bench: SQL vs kernel rows/s side by side (ROWS=1000000 by default). Scale/RSS: benches/scale_rss.sh.
 bench: release
-	@echo "benchmarks arrive with the performance work (issue 6); nothing to run yet"
+	$(CARGO) bench -p mmnet-arrow --bench sql_vs_kernel
 
 clean:
 	$(CARGO) clean
