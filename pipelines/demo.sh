@@ -3,7 +3,8 @@
 #   1. hold out a stratified 20 % test split, keep 30 labeled anomalies (mmnet experiment --export-splits)
 #   2. train on the unlabeled rows + the 30 labeled anomalies (mmnet train)
 #   3. score the held-out rows to Parquet and list the top anomalies (mmnet score)
-#   4. AUC-ROC / AUC-PR of every score variant on the held-out rows (mmnet eval)
+#   4. the same top rows with their true labels, in SQL (mmnet sql)
+#   5. AUC-ROC / AUC-PR of every score variant on the held-out rows (mmnet eval)
 set -euo pipefail
 MMNET=${1:-target/release/mmnet}
 OUT=${2:-out/demo}
@@ -21,6 +22,11 @@ step "train on D_u + 30 labeled anomalies (memory 32, as the paper uses for Spam
 step "score the held-out test rows"
 "$MMNET" score --model "$OUT/model" --input "$OUT/splits/run0/test.parquet" \
   --output "$OUT/test_scored.parquet" --top 10
+
+step "the same ranking in SQL, with the true labels beside it"
+"$MMNET" sql --model "$OUT/model" --table test="$OUT/splits/run0/test.parquet" \
+  "SELECT label AS true_label, mmnet_score(*) AS score, mmnet_s_sum(*) AS s_sum, mmnet_is_anomaly(*) AS flagged
+   FROM test ORDER BY mmnet_score(*) DESC LIMIT 10"
 
 step "evaluate on the held-out test rows"
 "$MMNET" eval --model "$OUT/model" --data "$OUT/splits/run0/test.parquet"
