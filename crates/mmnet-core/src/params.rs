@@ -120,9 +120,9 @@ impl ModelParams {
 pub struct TrainParams {
     /// Epochs (one shuffled pass over D_u each). Default 200 (MCM).
     pub epochs: usize,
-    /// Unlabeled rows per mini-batch; every batch adds this many labeled rows drawn with
-    /// replacement from D_l (50/50 batches, SPEC failure 2), also when the last chunk of
-    /// D_u is shorter. Default 512.
+    /// Unlabeled rows per mini-batch; every batch adds as many labeled rows, drawn with
+    /// replacement from D_l, as it has unlabeled ones (50/50 batches, SPEC failure 2).
+    /// Default 512.
     pub batch_size: usize,
     /// Adam learning rate. Default 1e-3 (MCM's 0.05 was unstable).
     pub learning_rate: f64,
