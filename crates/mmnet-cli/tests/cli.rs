@@ -89,6 +89,28 @@ fn label(i: usize) -> String {
     }
 }
 
+/// A CSV of `rows` rows and a model trained on it for `epochs` epochs (memory 8).
+fn trained(dir: &Path, rows: usize, epochs: u32) -> (PathBuf, PathBuf) {
+    let csv = write_csv(dir, "t.csv", rows, label, value);
+    let model = dir.join("m");
+    let epochs = epochs.to_string();
+    ok(&[
+        "train",
+        "--data",
+        p(&csv),
+        "--exclude",
+        "id",
+        "--out",
+        p(&model),
+        "--epochs",
+        &epochs,
+        "--memory-size",
+        "8",
+        "--quiet",
+    ]);
+    (csv, model)
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -243,22 +265,7 @@ fn unknown_extension() {
 #[test]
 fn missing_feature_column_at_scoring() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write_csv(dir.path(), "t.csv", 100, label, value);
-    let model = dir.path().join("m");
-    ok(&[
-        "train",
-        "--data",
-        p(&csv),
-        "--exclude",
-        "id",
-        "--out",
-        p(&model),
-        "--epochs",
-        "1",
-        "--memory-size",
-        "8",
-        "--quiet",
-    ]);
+    let (csv, model) = trained(dir.path(), 100, 1);
     let other = dir.path().join("o.csv");
     std::fs::write(&other, "a,c\n1,2\n").unwrap();
     fails(
@@ -421,22 +428,7 @@ fn no_labeled_anomalies() {
 #[test]
 fn corrupted_model_file() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write_csv(dir.path(), "t.csv", 100, label, value);
-    let model = dir.path().join("m");
-    ok(&[
-        "train",
-        "--data",
-        p(&csv),
-        "--exclude",
-        "id",
-        "--out",
-        p(&model),
-        "--epochs",
-        "1",
-        "--memory-size",
-        "8",
-        "--quiet",
-    ]);
+    let (csv, model) = trained(dir.path(), 100, 1);
     let w = model.join("weights.safetensors");
     let mut bytes = std::fs::read(&w).unwrap();
     let n = bytes.len();
@@ -497,22 +489,7 @@ fn bad_arguments() {
 #[test]
 fn sql_over_tables_one_shot_output_and_prompt() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write_csv(dir.path(), "t.csv", 200, label, value);
-    let model = dir.path().join("m");
-    ok(&[
-        "train",
-        "--data",
-        p(&csv),
-        "--exclude",
-        "id",
-        "--out",
-        p(&model),
-        "--epochs",
-        "2",
-        "--memory-size",
-        "8",
-        "--quiet",
-    ]);
+    let (csv, model) = trained(dir.path(), 200, 2);
     let table = format!("readings={}", p(&csv));
     // One-shot query printing a table; ORDER BY the score returns the highest rows.
     let out = ok(&[
@@ -606,22 +583,7 @@ fn sql_over_tables_one_shot_output_and_prompt() {
 #[test]
 fn sql_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write_csv(dir.path(), "t.csv", 100, label, value);
-    let model = dir.path().join("m");
-    ok(&[
-        "train",
-        "--data",
-        p(&csv),
-        "--exclude",
-        "id",
-        "--out",
-        p(&model),
-        "--epochs",
-        "1",
-        "--memory-size",
-        "8",
-        "--quiet",
-    ]);
+    let (csv, model) = trained(dir.path(), 100, 1);
     let other = dir.path().join("o.csv");
     std::fs::write(&other, "a,c\n1,2\n").unwrap();
     let t = format!("readings={}", p(&other));
