@@ -265,7 +265,7 @@ fn unknown_extension() {
 #[test]
 fn missing_feature_column_at_scoring() {
     let dir = tempfile::tempdir().unwrap();
-    let (csv, model) = trained(dir.path(), 100, 1);
+    let (_, model) = trained(dir.path(), 100, 1);
     let other = dir.path().join("o.csv");
     std::fs::write(&other, "a,c\n1,2\n").unwrap();
     fails(
@@ -583,7 +583,7 @@ fn sql_over_tables_one_shot_output_and_prompt() {
 #[test]
 fn sql_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let (csv, model) = trained(dir.path(), 100, 1);
+    let (_, model) = trained(dir.path(), 100, 1);
     let other = dir.path().join("o.csv");
     std::fs::write(&other, "a,c\n1,2\n").unwrap();
     let t = format!("readings={}", p(&other));
