@@ -25,7 +25,7 @@ pub struct ModelOpts {
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
-    /// Score reported as mmnet_score: paper, s_sum, s_kl or mse.
+    /// Score reported as mmnet_score: paper, s_sum, s_kl, mse or calibrated.
     #[arg(long, default_value = "paper", value_parser = parse_variant)]
     pub score: ScoreVariant,
     /// lambda in the paper's score S = -(S_sum + lambda S_KL).
@@ -67,6 +67,7 @@ impl ModelOpts {
             score: ScoreConfig {
                 variant: self.score,
                 lambda: self.lambda,
+                calibration: None,
             },
             threshold_quantile: Some(self.threshold_quantile),
         })

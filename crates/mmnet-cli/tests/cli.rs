@@ -177,7 +177,7 @@ fn train_score_eval_over_csv_and_parquet() {
     let out = ok(&["eval", "--model", p(&model), "--data", p(&csv), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["rows"], 300);
-    assert_eq!(v["metrics"].as_array().unwrap().len(), 4);
+    assert_eq!(v["metrics"].as_array().unwrap().len(), 5);
     for m in v["metrics"].as_array().unwrap() {
         let auc = m["auc_roc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&auc));

@@ -221,6 +221,11 @@ fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
     if !m.threshold.value.is_finite() {
         return bad(format!("threshold {} is not finite", m.threshold.value));
     }
+    if m.score.variant == crate::score::ScoreVariant::Calibrated && m.score.calibration.is_none() {
+        return bad(
+            "score `calibrated` needs the manifest's score.calibration, which is missing".into(),
+        );
+    }
     if !m.score.lambda.is_finite() {
         return bad(format!("score lambda {} is not finite", m.score.lambda));
     }

@@ -111,8 +111,13 @@ impl Model {
         let need_mse = with_mse || self.score.variant.needs_decoder();
         let raw = score_scaled(&self.weights, &self.params, scaled.view(), need_mse);
         let score = raw
-            .variant(self.score.variant, self.score.lambda)
-            .ok_or_else(|| CoreError::Internal("score variant needs the decoder".into()))?;
+            .variant(self.score.variant, &self.score)
+            .ok_or_else(|| {
+                CoreError::Internal(format!(
+                    "score `{}` cannot be computed (missing calibration)",
+                    self.score.variant.name()
+                ))
+            })?;
         let t = threshold.unwrap_or(self.threshold.value);
         let is_anomaly = score.iter().map(|&s| s > t).collect();
         Ok(ScoredBatch {
@@ -127,7 +132,7 @@ impl Model {
         let b = self.score(x, true, None)?;
         Ok(ScoreVariant::ALL
             .into_iter()
-            .filter_map(|v| b.raw.variant(v, self.score.lambda).map(|s| (v, s)))
+            .filter_map(|v| b.raw.variant(v, &self.score).map(|s| (v, s)))
             .collect())
     }
 }

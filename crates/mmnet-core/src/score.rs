@@ -28,15 +28,19 @@ pub enum ScoreVariant {
     SKl,
     /// Reconstruction MSE.
     Mse,
+    /// Robust z-scores of -S_sum and ln(MSE), each standardised with the median and IQR of
+    /// the unlabeled training rows, summed (see [`Calibration`]).
+    Calibrated,
 }
 
 impl ScoreVariant {
     /// Every variant, in report order.
-    pub const ALL: [ScoreVariant; 4] = [
+    pub const ALL: [ScoreVariant; 5] = [
         ScoreVariant::Paper,
         ScoreVariant::SSum,
         ScoreVariant::SKl,
         ScoreVariant::Mse,
+        ScoreVariant::Calibrated,
     ];
 
     /// The name used in the CLI, the manifest and reports.
@@ -46,6 +50,7 @@ impl ScoreVariant {
             ScoreVariant::SSum => "s_sum",
             ScoreVariant::SKl => "s_kl",
             ScoreVariant::Mse => "mse",
+            ScoreVariant::Calibrated => "calibrated",
         }
     }
 
@@ -56,8 +61,53 @@ impl ScoreVariant {
 
     /// Whether computing this variant needs the decoder.
     pub fn needs_decoder(self) -> bool {
-        matches!(self, ScoreVariant::Mse)
+        matches!(self, ScoreVariant::Mse | ScoreVariant::Calibrated)
     }
+}
+
+/// Location and scale of one raw score over the unlabeled training rows D_u.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RobustStats {
+    /// Median.
+    pub median: f32,
+    /// Interquartile range (floored at a tiny positive value).
+    pub iqr: f32,
+}
+
+impl RobustStats {
+    /// Median and IQR of `v` (finite values only).
+    pub fn of(v: &[f32]) -> Option<RobustStats> {
+        let median = crate::model::quantile(v, 0.5)?;
+        let iqr = crate::model::quantile(v, 0.75)? - crate::model::quantile(v, 0.25)?;
+        Some(RobustStats {
+            median,
+            iqr: iqr.max(1e-12),
+        })
+    }
+
+    #[inline]
+    fn z(&self, v: f32) -> f32 {
+        (v - self.median) / self.iqr
+    }
+}
+
+/// Training-data statistics that put the raw scores on one scale, computed at the end of
+/// training from D_u only (never from test data or labels beyond D_u / D_l membership).
+///
+/// Why: S_sum lies in [0, 1] while S_KL reaches ~27 and MSE depends on the feature count,
+/// so a fixed weighted sum of raw scores is dominated by whichever has the widest range
+/// (SPEC failure 3). Standardised, each score counts by how unusual a row is *relative to
+/// training traffic*.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Of -S_sum.
+    pub neg_s_sum: RobustStats,
+    /// Of -S_KL.
+    pub neg_s_kl: RobustStats,
+    /// Of ln(MSE + 1e-12).
+    pub log_mse: RobustStats,
 }
 
 /// The configured score of a model.
@@ -68,6 +118,9 @@ pub struct ScoreConfig {
     pub variant: ScoreVariant,
     /// lambda of eq. 19. Default 0.1.
     pub lambda: f64,
+    /// Training statistics for the `calibrated` variant (absent in models from before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
 }
 
 impl Default for ScoreConfig {
@@ -75,6 +128,7 @@ impl Default for ScoreConfig {
         ScoreConfig {
             variant: ScoreVariant::Paper,
             lambda: 0.1,
+            calibration: None,
         }
     }
 }
@@ -101,10 +155,26 @@ impl RawScores {
         self.s_sum.is_empty()
     }
 
-    /// The anomaly score of `variant` (higher = more anomalous), or `None` for `mse` when
-    /// the reconstruction was not computed.
-    pub fn variant(&self, variant: ScoreVariant, lambda: f64) -> Option<Vec<f32>> {
-        let l = lambda as f32;
+    /// Computes the [`Calibration`] of these (D_u) scores; needs the MSE.
+    pub fn calibration(&self) -> Option<Calibration> {
+        let neg = |v: &[f32]| v.iter().map(|x| -x).collect::<Vec<f32>>();
+        let log_mse: Vec<f32> = self
+            .mse
+            .as_ref()?
+            .iter()
+            .map(|&m| (m + 1e-12).ln())
+            .collect();
+        Some(Calibration {
+            neg_s_sum: RobustStats::of(&neg(&self.s_sum))?,
+            neg_s_kl: RobustStats::of(&neg(&self.s_kl))?,
+            log_mse: RobustStats::of(&log_mse)?,
+        })
+    }
+
+    /// The anomaly score of `variant` (higher = more anomalous), or `None` when what it
+    /// needs was not computed (the MSE) or is not known (the calibration).
+    pub fn variant(&self, variant: ScoreVariant, cfg: &ScoreConfig) -> Option<Vec<f32>> {
+        let l = cfg.lambda as f32;
         Some(match variant {
             ScoreVariant::Paper => self
                 .s_sum
@@ -115,6 +185,14 @@ impl RawScores {
             ScoreVariant::SSum => self.s_sum.iter().map(|&s| -s).collect(),
             ScoreVariant::SKl => self.s_kl.iter().map(|&s| -s).collect(),
             ScoreVariant::Mse => self.mse.clone()?,
+            ScoreVariant::Calibrated => {
+                let c = cfg.calibration?;
+                self.s_sum
+                    .iter()
+                    .zip(self.mse.as_ref()?)
+                    .map(|(&s, &m)| c.neg_s_sum.z(-s) + c.log_mse.z((m + 1e-12).ln()))
+                    .collect()
+            }
         })
     }
 
@@ -228,11 +306,37 @@ mod tests {
             s_kl: vec![2.0, 1.0],
             mse: None,
         };
-        assert_eq!(raw.variant(ScoreVariant::SSum, 0.1), Some(vec![-0.9, -0.1]));
-        assert_eq!(raw.variant(ScoreVariant::SKl, 0.1), Some(vec![-2.0, -1.0]));
-        let p = raw.variant(ScoreVariant::Paper, 0.1).unwrap();
+        let cfg = ScoreConfig::default();
+        assert_eq!(
+            raw.variant(ScoreVariant::SSum, &cfg),
+            Some(vec![-0.9, -0.1])
+        );
+        assert_eq!(raw.variant(ScoreVariant::SKl, &cfg), Some(vec![-2.0, -1.0]));
+        let p = raw.variant(ScoreVariant::Paper, &cfg).unwrap();
         assert!((p[0] + 1.1).abs() < 1e-6 && (p[1] + 0.2).abs() < 1e-6);
-        assert_eq!(raw.variant(ScoreVariant::Mse, 0.1), None);
+        assert_eq!(raw.variant(ScoreVariant::Mse, &cfg), None);
+        assert_eq!(raw.variant(ScoreVariant::Calibrated, &cfg), None);
+    }
+
+    #[test]
+    fn calibrated_is_a_sum_of_robust_z_scores() {
+        let raw = RawScores {
+            s_sum: vec![1.0, 0.9, 0.8, 0.7, 0.6],
+            s_kl: vec![1.0; 5],
+            mse: Some(vec![1.0, 2.0, 3.0, 4.0, 5.0]),
+        };
+        let c = raw.calibration().unwrap();
+        // -S_sum: median -0.8, IQR 0.2.
+        assert!((c.neg_s_sum.median + 0.8).abs() < 1e-6 && (c.neg_s_sum.iqr - 0.2).abs() < 1e-6);
+        let cfg = ScoreConfig {
+            calibration: Some(c),
+            ..Default::default()
+        };
+        let v = raw.variant(ScoreVariant::Calibrated, &cfg).unwrap();
+        // The middle row is at both medians.
+        assert!(v[2].abs() < 1e-5, "{v:?}");
+        // Low attention on M_u and a high error both push the score up.
+        assert!(v[4] > v[2] && v[2] > v[0]);
     }
 
     #[test]

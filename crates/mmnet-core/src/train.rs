@@ -214,10 +214,13 @@ pub fn fit(
 
     // Threshold: a quantile of the configured score over D_u (training data only).
     let q = cfg.threshold_quantile.unwrap_or(DEFAULT_THRESHOLD_QUANTILE);
-    let raw = score_scaled(&weights, mp, xu.view(), cfg.score.variant.needs_decoder());
+    // The calibration of every raw score, on D_u, is computed alongside.
+    let raw = score_scaled(&weights, mp, xu.view(), true);
+    let mut score_cfg = cfg.score.clone();
+    score_cfg.calibration = raw.calibration();
     let scores = raw
-        .variant(cfg.score.variant, cfg.score.lambda)
-        .ok_or_else(|| CoreError::Internal("score variant needs the decoder".into()))?;
+        .variant(cfg.score.variant, &score_cfg)
+        .ok_or_else(|| CoreError::Internal("training scores are missing a component".into()))?;
     let value = quantile(&scores, q)
         .ok_or_else(|| CoreError::Data("every training score is non-finite".into()))?;
 
@@ -226,7 +229,7 @@ pub fn fit(
         scaler,
         params: mp.clone(),
         weights,
-        score: cfg.score.clone(),
+        score: score_cfg,
         threshold: Threshold {
             value,
             method: "quantile_of_unlabeled_training_scores".into(),

@@ -51,6 +51,7 @@ fn learns_to_separate_labeled_anomaly_type() {
             score: mmnet_core::ScoreConfig {
                 variant: ScoreVariant::SSum,
                 lambda: 0.1,
+                calibration: None,
             },
             ..cfg(20, 0)
         },
