@@ -140,10 +140,10 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         },
     )?;
     bar.finish();
-    println!("\n{:<8} {:>17} {:>17}", "score", "AUC-ROC", "AUC-PR");
+    println!("\n{:<10} {:>17} {:>17}", "score", "AUC-ROC", "AUC-PR");
     for s in &report.summary {
         println!(
-            "{:<8} {:>8.4} +- {:.4} {:>8.4} +- {:.4}",
+            "{:<10} {:>8.4} +- {:.4} {:>8.4} +- {:.4}",
             s.variant, s.auc_roc.mean, s.auc_roc.std, s.auc_pr.mean, s.auc_pr.std
         );
     }
