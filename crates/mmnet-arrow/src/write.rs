@@ -101,11 +101,21 @@ impl TableWriter {
             FileFormat::Parquet => {
                 // Row groups are buffered in memory until full; the default (1M rows) would
                 // hold ~0.5 GB for 122 float columns. 64k rows keeps the writer small.
-                let props = parquet::file::properties::WriterProperties::builder()
+                let mut props = parquet::file::properties::WriterProperties::builder()
                     .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                    .set_compression(parquet::basic::Compression::SNAPPY)
-                    .build();
-                Sink::Parquet(ArrowWriter::try_new(file, schema, Some(props))?)
+                    .set_compression(parquet::basic::Compression::SNAPPY);
+                // Float telemetry rarely repeats exactly: a dictionary per float column costs
+                // memory while writing (up to 1 MB each before falling back) and decode time
+                // for every reader, and buys nothing. Other columns keep dictionaries.
+                for f in schema.fields() {
+                    if f.data_type().is_floating() {
+                        props = props.set_column_dictionary_enabled(
+                            parquet::schema::types::ColumnPath::from(f.name().as_str()),
+                            false,
+                        );
+                    }
+                }
+                Sink::Parquet(ArrowWriter::try_new(file, schema, Some(props.build()))?)
             }
             FileFormat::Csv => Sink::Csv(
                 arrow::csv::WriterBuilder::new()
