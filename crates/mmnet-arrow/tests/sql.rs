@@ -213,13 +213,18 @@ async fn where_order_by_and_subqueries() {
         top.iter().map(|v| v.unwrap()).collect::<Vec<_>>(),
         sorted[..5].to_vec()
     );
-    let cut = sorted[20];
+    // A cut strictly between two scores, as SQL compares the f32 scores with an f64 literal.
+    let cut = (f64::from(sorted[20]) + f64::from(sorted[21])) / 2.0;
     let above = floats(
         &ctx,
         &format!("SELECT mmnet_score(*) FROM readings WHERE mmnet_score(*) > {cut}"),
     )
     .await;
-    assert_eq!(above.len(), core.score.iter().filter(|&&s| s > cut).count());
+    assert_eq!(above.len(), 21); // sorted[0..=20]
+    assert_eq!(
+        above.len(),
+        core.score.iter().filter(|&&s| f64::from(s) > cut).count()
+    );
     let sub = floats(
         &ctx,
         &format!("SELECT s FROM (SELECT id, mmnet_score(r.*) AS s FROM readings r) WHERE s > {cut} ORDER BY s DESC"),
