@@ -81,6 +81,17 @@ fn value(i: usize, j: usize) -> String {
     format!("{:.3}", base + ((i * 7 + j * 13) % 10) as f64 / 10.0)
 }
 
+/// `value` in every cell except (row, col), which holds `text`.
+fn with_cell(row: usize, col: usize, text: &'static str) -> impl Fn(usize, usize) -> String {
+    move |i, j| {
+        if (i, j) == (row, col) {
+            text.to_string()
+        } else {
+            value(i, j)
+        }
+    }
+}
+
 fn label(i: usize) -> String {
     if i.is_multiple_of(20) {
         "1".into()
@@ -109,6 +120,22 @@ fn trained(dir: &Path, rows: usize, epochs: u32) -> (PathBuf, PathBuf) {
         "--quiet",
     ]);
     (csv, model)
+}
+
+/// `mmnet train` on `csv` (excluding `id`) must fail with every one of `needles`.
+fn train_fails(csv: &Path, needles: &[&str]) {
+    fails(
+        &[
+            "train",
+            "--data",
+            p(csv),
+            "--exclude",
+            "id",
+            "--out",
+            "/tmp/never",
+        ],
+        needles,
+    );
 }
 
 fn p(path: &Path) -> &str {
@@ -292,80 +319,18 @@ fn non_numeric_feature_column() {
             value(i, j)
         }
     });
-    fails(
-        &[
-            "train",
-            "--data",
-            p(&csv),
-            "--exclude",
-            "id",
-            "--out",
-            "/tmp/never",
-        ],
-        &["column `b`", "not numeric", "--exclude b"],
-    );
+    train_fails(&csv, &["column `b`", "not numeric", "--exclude b"]);
 }
 
 #[test]
 fn nan_and_missing_values_in_training_data() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write_csv(dir.path(), "t.csv", 50, label, |i, j| {
-        if i == 17 && j == 2 {
-            "NaN".into()
-        } else {
-            value(i, j)
-        }
-    });
-    fails(
-        &[
-            "train",
-            "--data",
-            p(&csv),
-            "--exclude",
-            "id",
-            "--out",
-            "/tmp/never",
-        ],
-        &["column `c`", "row 17", "not finite"],
-    );
-    let csv = write_csv(dir.path(), "u.csv", 50, label, |i, j| {
-        if i == 9 && j == 0 {
-            "inf".into()
-        } else {
-            value(i, j)
-        }
-    });
-    fails(
-        &[
-            "train",
-            "--data",
-            p(&csv),
-            "--exclude",
-            "id",
-            "--out",
-            "/tmp/never",
-        ],
-        &["column `a`", "row 9", "not finite"],
-    );
-    let csv = write_csv(dir.path(), "v.csv", 50, label, |i, j| {
-        if i == 4 && j == 1 {
-            String::new()
-        } else {
-            value(i, j)
-        }
-    });
-    fails(
-        &[
-            "train",
-            "--data",
-            p(&csv),
-            "--exclude",
-            "id",
-            "--out",
-            "/tmp/never",
-        ],
-        &["column `b`", "row 4", "null"],
-    );
+    let csv = write_csv(dir.path(), "t.csv", 50, label, with_cell(17, 2, "NaN"));
+    train_fails(&csv, &["column `c`", "row 17", "not finite"]);
+    let csv = write_csv(dir.path(), "u.csv", 50, label, with_cell(9, 0, "inf"));
+    train_fails(&csv, &["column `a`", "row 9", "not finite"]);
+    let csv = write_csv(dir.path(), "v.csv", 50, label, with_cell(4, 1, ""));
+    train_fails(&csv, &["column `b`", "row 4", "null"]);
 }
 
 #[test]
@@ -378,36 +343,14 @@ fn label_values_other_than_zero_or_one() {
         |i| if i == 33 { "2".into() } else { label(i) },
         value,
     );
-    fails(
-        &[
-            "train",
-            "--data",
-            p(&csv),
-            "--exclude",
-            "id",
-            "--out",
-            "/tmp/never",
-        ],
-        &["column `label`", "row 33", "label 2 is not 0 or 1"],
-    );
+    train_fails(&csv, &["column `label`", "row 33", "label 2 is not 0 or 1"]);
 }
 
 #[test]
 fn no_labeled_anomalies() {
     let dir = tempfile::tempdir().unwrap();
     let csv = write_csv(dir.path(), "t.csv", 50, |_| "0".into(), value);
-    fails(
-        &[
-            "train",
-            "--data",
-            p(&csv),
-            "--exclude",
-            "id",
-            "--out",
-            "/tmp/never",
-        ],
-        &["no labeled anomalies"],
-    );
+    train_fails(&csv, &["no labeled anomalies"]);
     let csv = write_csv(dir.path(), "u.csv", 50, label, value);
     fails(
         &[
