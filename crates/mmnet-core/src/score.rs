@@ -199,10 +199,9 @@ impl RawScores {
     fn append(&mut self, other: RawScores) {
         self.s_sum.extend(other.s_sum);
         self.s_kl.extend(other.s_kl);
-        match (&mut self.mse, other.mse) {
-            (Some(a), Some(b)) => a.extend(b),
-            (None, b) if self.s_sum.len() == b.as_ref().map_or(0, |v| v.len()) => self.mse = b,
-            _ => {}
+        // `score_scaled` starts from `Some(vec![])` exactly when every chunk computes MSE.
+        if let (Some(a), Some(b)) = (&mut self.mse, other.mse) {
+            a.extend(b);
         }
     }
 }

@@ -153,7 +153,6 @@ pub fn fit(
         order.shuffle(&mut rng);
         let mut sum = LossParts::default();
         let mut rows = 0usize;
-        let mut kl_rows = 0usize;
         for chunk in order.chunks(tp.batch_size) {
             let n = chunk.len();
             // n rows of D_u, then n rows drawn with replacement from D_l: every batch is
@@ -187,8 +186,7 @@ pub fn fit(
             sum.mask += l.mask;
             sum.kl += l.kl * total as f64;
             rows += total;
-            kl_rows += total;
-            let mean = mean_loss(&sum, rows, kl_rows, mp);
+            let mean = mean_loss(&sum, rows, mp);
             observer.on_batch(&Progress {
                 epoch,
                 epochs: tp.epochs,
@@ -197,7 +195,7 @@ pub fn fit(
                 epoch_seconds: t0.elapsed().as_secs_f64(),
             });
         }
-        let mean = mean_loss(&sum, rows, kl_rows, mp);
+        let mean = mean_loss(&sum, rows, mp);
         observer.on_epoch(&Progress {
             epoch,
             epochs: tp.epochs,
@@ -245,11 +243,12 @@ pub fn fit(
     })
 }
 
-fn mean_loss(sum: &LossParts, rows: usize, kl_rows: usize, mp: &ModelParams) -> LossParts {
+/// Per-row means of summed losses (`sum.kl` is accumulated as L_KL x batch rows).
+fn mean_loss(sum: &LossParts, rows: usize, mp: &ModelParams) -> LossParts {
     let r = rows.max(1) as f64;
     let rec = sum.rec / r;
     let mask = sum.mask / r;
-    let kl = sum.kl / kl_rows.max(1) as f64;
+    let kl = sum.kl / r;
     LossParts {
         rec,
         mask,
