@@ -5,6 +5,8 @@
 
 mod cmd_eval;
 mod cmd_experiment;
+mod cmd_kafka;
+mod cmd_produce;
 mod cmd_score;
 mod cmd_sql;
 mod cmd_train;
@@ -34,13 +36,17 @@ enum Command {
     Experiment(cmd_experiment::ExperimentArgs),
     /// SQL over tables with model functions: SELECT mmnet_score(*) FROM readings.
     Sql(cmd_sql::SqlArgs),
+    /// Streaming operator: consume telemetry from Kafka, score, publish scores (and dead letters).
+    Kafka(cmd_kafka::KafkaArgs),
+    /// Replay a table into a Kafka topic (JSON or Arrow IPC), for demos and benchmarks.
+    Produce(cmd_produce::ProduceArgs),
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MMNET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mmnet_kafka=info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -51,6 +57,8 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd_eval::run(a),
         Command::Experiment(a) => cmd_experiment::run(a),
         Command::Sql(a) => cmd_sql::run(a),
+        Command::Kafka(a) => cmd_kafka::run(a),
+        Command::Produce(a) => cmd_produce::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

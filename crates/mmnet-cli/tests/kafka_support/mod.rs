@@ -1,0 +1,463 @@
+//! Test support for the Kafka operator: a real Tansu broker per test on a free port, the
+//! `mmnet` binary as operator processes, and a reader of whole topics.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+pub const MMNET: &str = env!("CARGO_BIN_EXE_mmnet");
+
+/// A scratch directory for broker and operator logs; kept (and printed) when
+/// MMNET_KEEP_TEST_DIRS is set, for post-mortems.
+pub fn workdir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    if std::env::var_os("MMNET_KEEP_TEST_DIRS").is_some() {
+        eprintln!("test dir: {}", d.path().display());
+        let mut d = d;
+        d.disable_cleanup(true);
+        return d;
+    }
+    d
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tansu_path() -> PathBuf {
+    std::env::var_os("MMNET_TANSU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/bin/tansu"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Tansu broker with in-memory storage, killed on drop.
+pub struct Broker {
+    child: Child,
+    pub addr: String,
+    log: PathBuf,
+}
+
+impl Broker {
+    pub fn start(dir: &Path) -> Broker {
+        let tansu = tansu_path();
+        assert!(
+            tansu.exists(),
+            "Tansu broker not found at {}: run `make tansu` (scripts/install-tansu.sh) or set MMNET_TANSU",
+            tansu.display()
+        );
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = dir.join(format!("tansu-{port}.log"));
+        let child = Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let b = Broker {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&b.addr).is_err() {
+            assert!(Instant::now() < deadline, "Tansu did not listen on {}", b.addr);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        b
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu_path())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://{}", self.addr),
+                "--partitions",
+                &partitions.to_string(),
+                name,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "creating topic {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Every (partition, offset) of the first `n` records of `topic`, read back. (Tansu's
+    /// ListOffsets does not report true high watermarks, so tests count records instead.)
+    pub fn offsets(&self, topic: &str, n: usize) -> BTreeSet<(i32, i64)> {
+        let got = read_until(&self.addr, topic, Duration::from_secs(120), |r| r.len() >= n);
+        assert_eq!(got.len(), n, "{topic} holds {} records, expected {n}", got.len());
+        got.iter().map(|r| (r.partition, r.offset)).collect()
+    }
+
+    /// Offsets committed by `group` on `topic` (partition -> next offset).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let got = c
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        // Convert before the consumer drops: a live list blocks rd_kafka_destroy.
+        let map = got.to_topic_map();
+        drop(got);
+        map.into_iter()
+            .map(|((_, p), o)| (p, o.to_raw().unwrap_or(-1)))
+            .collect()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(&self.log) {
+                let tail: Vec<_> = log.lines().rev().take(20).collect();
+                eprintln!("--- tansu log tail ---");
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+fn reader(addr: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "mmnet-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Read {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap()
+    }
+}
+
+/// Reads every partition of `topic` from the start until `done(records)` or `timeout`.
+/// `done` is asked when the topic is drained for the moment or every 5,000 records, so it
+/// may be costly.
+pub fn read_until(
+    addr: &str,
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[Read]) -> bool,
+) -> Vec<Read> {
+    let c = reader(addr);
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    drop(tpl);
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut ask = true;
+    while Instant::now() < deadline {
+        if ask {
+            if done(&out) {
+                break;
+            }
+            ask = false;
+        }
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                (
+                                    x.key.to_string(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Read {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+                ask = out.len() % 5000 == 0;
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => ask = true,
+        }
+    }
+    out
+}
+
+/// (partition, offset) of the inputs named by JSON score records.
+pub fn sources(scores: &[Read]) -> BTreeSet<(i32, i64)> {
+    scores
+        .iter()
+        .map(|r| {
+            let v = r.json();
+            (
+                v["source"]["partition"].as_i64().unwrap() as i32,
+                v["source"]["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The offset a fully processed partition commits: one past its last record.
+pub fn next_offsets(offsets: &BTreeSet<(i32, i64)>) -> BTreeMap<i32, i64> {
+    let mut m = BTreeMap::new();
+    for &(p, o) in offsets {
+        let e = m.entry(p).or_insert(0);
+        *e = (*e).max(o + 1);
+    }
+    m
+}
+
+/// Asserts every input has a score, naming a few that do not (never the whole set).
+pub fn assert_all_scored(expected: &BTreeSet<(i32, i64)>, scores: &[Read]) {
+    let seen = sources(scores);
+    let missing: Vec<_> = expected.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} inputs have no score record, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+pub fn mmnet(args: &[&str]) -> Output {
+    Command::new(MMNET).args(args).output().unwrap()
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = mmnet(args);
+    assert!(
+        out.status.success(),
+        "mmnet {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A small model trained once per test binary on the shipped Spambase data (57 features).
+pub fn model() -> PathBuf {
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("mmnet-kafka-model-{}", std::process::id()));
+            let data = root().join("data/spambase.parquet");
+            ok(&[
+                "train",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                dir.to_str().unwrap(),
+                "--epochs",
+                "2",
+                "--memory-size",
+                "8",
+                "--quiet",
+            ]);
+            dir
+        })
+        .clone()
+}
+
+pub fn spambase() -> PathBuf {
+    root().join("data/spambase.parquet")
+}
+
+/// librdkafka settings Tansu needs for quick group joins (ECOSYSTEM.md).
+pub const GROUP_TIMEOUTS: [&str; 6] = [
+    "-X",
+    "session.timeout.ms=6000",
+    "-X",
+    "heartbeat.interval.ms=1000",
+    "-X",
+    "max.poll.interval.ms=10000",
+];
+
+/// An operator process (`mmnet kafka`); killed on drop if still running.
+pub struct Operator {
+    pub child: Child,
+    pub metrics: String,
+    stderr: PathBuf,
+}
+
+impl Operator {
+    pub fn start(broker: &Broker, dir: &Path, name: &str, extra: &[&str]) -> Operator {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let model = model();
+        let stderr = dir.join(format!("{name}.log"));
+        let mut args = vec![
+            "kafka",
+            "--model",
+            model.to_str().unwrap(),
+            "--brokers",
+            &broker.addr,
+            "--metrics-listen",
+            &metrics,
+        ];
+        args.extend_from_slice(&GROUP_TIMEOUTS);
+        args.extend_from_slice(extra);
+        let child = Command::new(MMNET)
+            .args(&args)
+            .env("MMNET_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&stderr)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        Operator {
+            child,
+            metrics,
+            stderr,
+        }
+    }
+
+    /// A metric's value from /metrics (0 when absent or unreachable).
+    pub fn metric(&self, line_prefix: &str) -> f64 {
+        http_get(&self.metrics, "/metrics")
+            .lines()
+            .find(|l| l.starts_with(line_prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until the operator has at least one partition assigned.
+    pub fn wait_assigned(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.metric("mmnet_assigned_partitions") < 1.0 {
+            assert!(Instant::now() < deadline, "no partition assigned:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the operator has published at least `n` score records.
+    pub fn wait_scored(&self, n: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.metric("mmnet_records_out_total") < n {
+            assert!(Instant::now() < deadline, "fewer than {n} scores:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait; returns whether it exited with success.
+    pub fn terminate(mut self) -> bool {
+        signal(&self.child, "TERM");
+        let status = wait_timeout(&mut self.child, Duration::from_secs(40));
+        status
+    }
+
+    pub fn kill9(mut self) {
+        signal(&self.child, "KILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.success();
+        }
+        assert!(Instant::now() < deadline, "operator did not stop within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}

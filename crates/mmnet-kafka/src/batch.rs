@@ -1,0 +1,293 @@
+//! One micro-batch: consumed messages -> decoded rows -> scores -> encoded output records.
+//! Runs on a blocking thread (decode, score and encode are CPU work).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ndarray::ArrayView2;
+use rdkafka::Message;
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+
+use crate::config::OutputFormat;
+use crate::decode::{DeadReason, Decoder};
+use crate::error::{OperatorError, Result};
+use crate::record::{self, ModelRef, RowScores, ScoreRecord, Source, dlq_header};
+
+/// Messages consumed together.
+#[derive(Debug)]
+pub struct RawBatch {
+    /// When the first message arrived (for the latency histogram).
+    pub started: Instant,
+    /// The messages, in consumption order.
+    pub messages: Vec<OwnedMessage>,
+    /// Payload bytes so far.
+    pub bytes: usize,
+}
+
+impl RawBatch {
+    /// An empty batch started now.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            messages: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds a message.
+    pub fn push(&mut self, m: OwnedMessage) {
+        self.bytes += m.payload().map_or(0, <[u8]>::len);
+        self.messages.push(m);
+    }
+}
+
+impl Default for RawBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Which topic an output record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// Score records.
+    Scores,
+    /// Dead letters.
+    DeadLetters(DeadReason),
+}
+
+/// A record to produce, with the input coordinates it stands for.
+#[derive(Debug)]
+pub struct Output {
+    /// Scores or dead letters.
+    pub destination: Destination,
+    /// The input key, unchanged (keeps per-key partitioning).
+    pub key: Option<Vec<u8>>,
+    /// Encoded score record(s), or the original payload for a dead letter.
+    pub payload: Vec<u8>,
+    /// Dead-letter headers.
+    pub headers: Option<OwnedHeaders>,
+    /// The input timestamp, carried over.
+    pub timestamp: Option<i64>,
+    /// Input partition.
+    pub partition: i32,
+    /// Input offset.
+    pub offset: i64,
+    /// Score records in `payload` (JSON: 1; Arrow: rows) and how many are anomalies.
+    pub scores: usize,
+    /// Anomalies among them.
+    pub anomalies: usize,
+}
+
+/// A batch ready to produce.
+#[derive(Debug)]
+pub struct Prepared {
+    /// When its first message arrived.
+    pub started: Instant,
+    /// Records to produce, in input order.
+    pub outputs: Vec<Output>,
+    /// Highest input offset per partition: stored once every output is acknowledged.
+    pub offsets: BTreeMap<i32, i64>,
+    /// Messages in the batch.
+    pub messages: usize,
+    /// Rows decoded (scored rows + dead rows).
+    pub rows: usize,
+    /// Rows scored.
+    pub scored_rows: usize,
+    /// A record that cannot be scored with no dead-letter topic to send it to: the batch
+    /// was cut just before it, and the operator stops once the part before is committed.
+    pub poison: Option<OperatorError>,
+}
+
+/// What a batch needs besides its messages; shared by every batch.
+#[derive(Debug)]
+pub struct Scorer {
+    /// The model.
+    pub model: mmnet_core::Model,
+    /// Its digest, written into every record.
+    pub digest: String,
+    /// `model.name`.
+    pub name: String,
+    /// Threshold override.
+    pub threshold: Option<f32>,
+    /// Payload decoder.
+    pub decoder: Decoder,
+    /// Score record format.
+    pub format: OutputFormat,
+    /// Whether a dead-letter topic is configured.
+    pub has_dlq: bool,
+}
+
+impl Scorer {
+    /// Decodes, scores and encodes one batch. A record that cannot be scored without a
+    /// dead-letter topic ends the batch early ([`Prepared::poison`]).
+    pub fn prepare(&self, raw: RawBatch) -> Result<Prepared> {
+        let d = self.decoder.width();
+        let mut x = Vec::with_capacity(raw.messages.len() * d);
+        let decoded: Vec<_> = raw
+            .messages
+            .iter()
+            .map(|m| self.decoder.decode(m.payload(), &mut x))
+            .collect();
+        let n = x.len() / d;
+        let view = ArrayView2::from_shape((n, d), &x)
+            .map_err(|e| OperatorError::Internal(format!("feature buffer: {e}")))?;
+        let scored = self.model.score(view, false, self.threshold)?;
+        let model = ModelRef {
+            name: &self.name,
+            digest: &self.digest,
+        };
+        let mut outputs = Vec::with_capacity(n + 8);
+        let mut offsets = BTreeMap::new();
+        let mut rows = 0;
+        let mut first = 0;
+        let mut messages = 0;
+        let mut poison = None;
+        for (m, dec) in raw.messages.iter().zip(&decoded) {
+            if let (Some(dead), false) = (&dec.dead, self.has_dlq) {
+                poison = Some(OperatorError::Unscorable {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    reason: dead.reason.as_str(),
+                    detail: dead.detail.clone(),
+                });
+                break;
+            }
+            messages += 1;
+            offsets.insert(m.partition(), m.offset());
+            let timestamp = m.timestamp().to_millis();
+            let k = dec.rows.len();
+            let range = first..first + k;
+            first += k;
+            rows += k + dec.dead.as_ref().and_then(|x| x.rows.as_ref()).map_or(0, Vec::len);
+            if k > 0 {
+                let s = RowScores {
+                    rows: &dec.rows,
+                    score: &scored.score[range.clone()],
+                    s_sum: &scored.raw.s_sum[range.clone()],
+                    s_kl: &scored.raw.s_kl[range.clone()],
+                    is_anomaly: &scored.is_anomaly[range],
+                };
+                self.encode_scores(m, dec.arrow, timestamp, &model, s, &mut outputs)?;
+            }
+            if let Some(dead) = &dec.dead {
+                outputs.push(self.dead_letter(m, dead, timestamp));
+            }
+        }
+        Ok(Prepared {
+            started: raw.started,
+            outputs,
+            offsets,
+            messages,
+            rows,
+            scored_rows: first,
+            poison,
+        })
+    }
+
+    fn encode_scores(
+        &self,
+        m: &OwnedMessage,
+        arrow_rows: bool,
+        timestamp: Option<i64>,
+        model: &ModelRef<'_>,
+        s: RowScores<'_>,
+        outputs: &mut Vec<Output>,
+    ) -> Result<()> {
+        let source = |row| Source {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            row,
+        };
+        let key = m.key().map(<[u8]>::to_vec);
+        let anomalies = s.is_anomaly.iter().filter(|&&a| a).count();
+        let base = |payload, scores, anomalies| Output {
+            destination: Destination::Scores,
+            key: key.clone(),
+            payload,
+            headers: None,
+            timestamp,
+            partition: m.partition(),
+            offset: m.offset(),
+            scores,
+            anomalies,
+        };
+        match self.format {
+            OutputFormat::Arrow => {
+                let payload = record::arrow_message(&source(None), timestamp, model, s)
+                    .map_err(|e| OperatorError::Internal(format!("encoding Arrow scores: {e}")))?;
+                outputs.push(base(payload, s.rows.len(), anomalies));
+            }
+            OutputFormat::Json => {
+                let (key_str, key_base64) = record::key_fields(m.key());
+                for i in 0..s.rows.len() {
+                    let r = ScoreRecord {
+                        source: source(arrow_rows.then_some(s.rows[i])),
+                        key: key_str,
+                        key_base64: key_base64.clone(),
+                        timestamp,
+                        mmnet_score: s.score[i],
+                        s_sum: s.s_sum[i],
+                        s_kl: s.s_kl[i],
+                        is_anomaly: s.is_anomaly[i],
+                        model: model.clone(),
+                    };
+                    let payload = serde_json::to_vec(&r)
+                        .map_err(|e| OperatorError::Internal(format!("encoding JSON: {e}")))?;
+                    outputs.push(base(payload, 1, usize::from(s.is_anomaly[i])));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&self, m: &OwnedMessage, dead: &crate::decode::Dead, timestamp: Option<i64>) -> Output {
+        let mut h = m.headers().map_or_else(OwnedHeaders::new, |h| {
+            let mut o = OwnedHeaders::new_with_capacity(h.count() + 7);
+            for x in h.iter() {
+                o = o.insert(Header {
+                    key: x.key,
+                    value: x.value,
+                });
+            }
+            o
+        });
+        let partition = m.partition().to_string();
+        let offset = m.offset().to_string();
+        let rows = dead.rows.as_ref().map(|r| {
+            r.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        for (key, value) in [
+            (dlq_header::REASON, Some(dead.reason.as_str())),
+            (dlq_header::ERROR, Some(dead.detail.as_str())),
+            (dlq_header::TOPIC, Some(m.topic())),
+            (dlq_header::PARTITION, Some(partition.as_str())),
+            (dlq_header::OFFSET, Some(offset.as_str())),
+            (dlq_header::MODEL_DIGEST, Some(self.digest.as_str())),
+            (dlq_header::ROWS, rows.as_deref()),
+        ] {
+            if let Some(v) = value {
+                h = h.insert(Header {
+                    key,
+                    value: Some(v),
+                });
+            }
+        }
+        Output {
+            destination: Destination::DeadLetters(dead.reason),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers: Some(h),
+            timestamp,
+            partition: m.partition(),
+            offset: m.offset(),
+            scores: 0,
+            anomalies: 0,
+        }
+    }
+}

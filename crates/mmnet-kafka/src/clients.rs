@@ -1,0 +1,166 @@
+//! librdkafka clients as the operator configures them, and the callbacks that feed metrics
+//! and logs.
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Guarantee, OperatorConfig};
+use crate::metrics::Metrics;
+
+/// Consumer callbacks: rebalances and statistics go to logs and metrics.
+#[derive(Debug, Clone)]
+pub struct OperatorContext {
+    /// Where lag and assignment counts go.
+    pub metrics: Metrics,
+    /// The input topic (statistics cover every topic the client knows).
+    pub input_topic: String,
+}
+
+impl ClientContext for OperatorContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        log_to_tracing(level, fac, msg);
+    }
+
+    fn stats(&self, stats: Statistics) {
+        let Some(topic) = stats.topics.get(&self.input_topic) else {
+            return;
+        };
+        for (&p, part) in &topic.partitions {
+            // Partition -1 is librdkafka's internal UA partition; lag -1 means unknown.
+            if p >= 0 && part.consumer_lag >= 0 {
+                self.metrics
+                    .consumer_lag
+                    .get_or_create(&vec![("partition", i64::from(p))])
+                    .set(part.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for OperatorContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => info!(partitions = %partitions(tpl), "partitions revoked"),
+            Rebalance::Assign(tpl) => info!(partitions = %partitions(tpl), "partitions assigned"),
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        // The list is dropped here, before anything could drop the consumer (see
+        // ECOSYSTEM.md: a live list blocks rd_kafka_destroy).
+        let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        self.metrics.assigned_partitions.set(n as i64);
+        self.metrics.consumer_lag.clear();
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => debug!(offsets = %partitions(offsets), "offsets committed"),
+            // Nothing stored since the last commit: not an error.
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => {}
+            Err(e) => warn!(error = %e, "offset commit failed; the next commit retries"),
+        }
+    }
+}
+
+/// A producer's callbacks: logs only.
+#[derive(Debug, Clone, Default)]
+pub struct LogContext;
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        log_to_tracing(level, fac, msg);
+    }
+}
+
+fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    use RDKafkaLogLevel::*;
+    // `-X` and `[librdkafka]` apply to both clients, so each warns about the other's
+    // properties; that is expected, not worth a warning.
+    let level = if fac == "CONFWARN" && msg.contains("will be ignored by this") {
+        Debug
+    } else {
+        level
+    };
+    match level {
+        Emerg | Alert | Critical | Error => error!(target: "librdkafka", fac, "{msg}"),
+        Warning => warn!(target: "librdkafka", fac, "{msg}"),
+        Notice | Info => info!(target: "librdkafka", fac, "{msg}"),
+        Debug => debug!(target: "librdkafka", fac, "{msg}"),
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Consumer settings: mmnet's required ones, then the user's (`[librdkafka]`, `[consumer]`).
+pub fn consumer_config(cfg: &OperatorConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.brokers)
+        .set("group.id", &cfg.kafka.group)
+        .set("client.id", &cfg.kafka.client_id)
+        // A new group starts at the beginning of the topic: nothing is skipped.
+        .set("auto.offset.reset", "earliest")
+        // Bounded prefetch: when scoring or output stalls, at most this much waits in
+        // librdkafka's queue (default 64 MiB).
+        .set("queued.max.messages.kbytes", "16384")
+        .set("enable.partition.eof", "false");
+    match cfg.delivery.guarantee {
+        Guarantee::AtLeastOnce => {
+            // Offsets are stored by mmnet after delivery and committed by librdkafka
+            // periodically, on rebalance and on close.
+            c.set("enable.auto.offset.store", "false")
+                .set("enable.auto.commit", "true")
+                .set(
+                    "auto.commit.interval.ms",
+                    cfg.delivery.commit_interval_ms.to_string(),
+                );
+        }
+        Guarantee::ExactlyOnce => {
+            c.set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed");
+        }
+    }
+    if !cfg.metrics.listen.is_empty() {
+        c.set("statistics.interval.ms", "5000");
+    }
+    apply(&mut c, cfg.librdkafka.iter().chain(cfg.consumer.iter()));
+    c
+}
+
+/// Producer settings: idempotent, key-hashed like the Java client, then the user's.
+pub fn producer_config(cfg: &OperatorConfig, transactional_id: Option<&str>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.brokers)
+        .set("client.id", &cfg.kafka.client_id)
+        // No duplicates or reordering from internal retries.
+        .set("enable.idempotence", "true")
+        // Same key -> same partition as Java/Kafka Streams producers would choose.
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5");
+    if let Some(id) = transactional_id {
+        c.set("transactional.id", id);
+    }
+    apply(&mut c, cfg.librdkafka.iter().chain(cfg.producer.iter()));
+    c
+}
+
+fn apply<'a>(c: &mut ClientConfig, props: impl Iterator<Item = (&'a String, &'a String)>) {
+    for (k, v) in props {
+        c.set(k, v);
+    }
+}

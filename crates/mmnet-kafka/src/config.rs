@@ -1,0 +1,443 @@
+//! The operator's settings: one TOML file (`pipelines/*.toml`), overridable from the command
+//! line. Every field has a default, so a file only says what differs.
+//!
+//! [`OperatorConfig::template`] is the commented reference printed by
+//! `mmnet kafka --print-config`; a test parses it and compares it with
+//! [`OperatorConfig::default`], so the documentation cannot drift from the code.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{OperatorError, Result};
+
+/// Everything `mmnet kafka` needs to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    /// The model to score with.
+    pub model: ModelSection,
+    /// Brokers, topics and group.
+    pub kafka: KafkaSection,
+    /// Input decoding.
+    pub input: InputSection,
+    /// Micro-batching and backpressure.
+    pub batch: BatchSection,
+    /// Delivery guarantee.
+    pub delivery: DeliverySection,
+    /// Score record format.
+    pub output: OutputSection,
+    /// Prometheus metrics and health endpoint.
+    pub metrics: MetricsSection,
+    /// librdkafka properties for both consumer and producer (security, timeouts, ...).
+    pub librdkafka: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only.
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka properties for the producer only.
+    pub producer: BTreeMap<String, String>,
+}
+
+/// `[model]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Model directory (or its manifest.json), as written by `mmnet train`.
+    pub path: Option<PathBuf>,
+    /// Name written into every score record (`model.name`).
+    pub name: String,
+    /// Overrides the threshold stored in the model for `is_anomaly`.
+    pub threshold: Option<f32>,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            path: None,
+            name: "mmnet".into(),
+            threshold: None,
+        }
+    }
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Consumer group; instances with the same group share the input partitions.
+    pub group: String,
+    /// Telemetry topic to read.
+    pub input_topic: String,
+    /// Topic the score records go to.
+    pub output_topic: String,
+    /// Dead-letter topic for records that cannot be scored. Without one, such a record stops
+    /// the operator (its offset is not committed, so nothing is lost).
+    pub dlq_topic: Option<String>,
+    /// `client.id` of the consumer and producer.
+    pub client_id: String,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            brokers: "localhost:9092".into(),
+            group: "mmnet".into(),
+            input_topic: String::new(),
+            output_topic: String::new(),
+            dlq_topic: None,
+            client_id: "mmnet".into(),
+        }
+    }
+}
+
+/// Payload format of input messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputFormat {
+    /// Per message: Arrow IPC stream if it starts with the IPC continuation marker, else JSON.
+    #[default]
+    Auto,
+    /// A JSON object keyed by feature name.
+    Json,
+    /// An Arrow IPC stream with one or more record batches.
+    Arrow,
+}
+
+/// `[input]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputSection {
+    /// `auto`, `json` or `arrow`.
+    pub format: InputFormat,
+    /// Larger messages are dead-lettered as `oversized` without being parsed.
+    pub max_message_bytes: usize,
+}
+
+impl Default for InputSection {
+    fn default() -> Self {
+        Self {
+            format: InputFormat::Auto,
+            max_message_bytes: 8 << 20,
+        }
+    }
+}
+
+/// `[batch]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSection {
+    /// A batch is scored once it holds this many messages ...
+    pub max_messages: usize,
+    /// ... or this many payload bytes ...
+    pub max_bytes: usize,
+    /// ... or this long after its first message arrived, whichever comes first.
+    pub linger_ms: u64,
+    /// Batches between consuming and committing (decoded, scoring, awaiting delivery). When
+    /// all are taken, consumption pauses: memory stays bounded however slow the output is.
+    pub max_in_flight: usize,
+}
+
+impl Default for BatchSection {
+    fn default() -> Self {
+        Self {
+            max_messages: 1024,
+            max_bytes: 4 << 20,
+            linger_ms: 20,
+            max_in_flight: 4,
+        }
+    }
+}
+
+/// Delivery guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// An input offset is committed only after its score (or dead letter) is acknowledged
+    /// by the broker; a crash replays, never skips.
+    #[default]
+    AtLeastOnce,
+    /// Scores and input offsets in one Kafka transaction per batch; input read with
+    /// `isolation.level=read_committed`.
+    ExactlyOnce,
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySection {
+    /// `at-least-once` or `exactly-once`.
+    pub guarantee: Guarantee,
+    /// `transactional.id` for exactly-once; must be unique per instance and stable across its
+    /// restarts. Default: `mmnet-<group>-<input_topic>-<hostname>`.
+    pub transactional_id: Option<String>,
+    /// How often stored offsets are committed (at-least-once); also on rebalance and shutdown.
+    pub commit_interval_ms: u64,
+    /// Seconds to drain in-flight batches and flush on SIGINT/SIGTERM before giving up.
+    pub shutdown_timeout_s: u64,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        Self {
+            guarantee: Guarantee::AtLeastOnce,
+            transactional_id: None,
+            commit_interval_ms: 1000,
+            shutdown_timeout_s: 30,
+        }
+    }
+}
+
+/// Score record format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// One JSON object per input row (schemas/score.schema.json).
+    #[default]
+    Json,
+    /// One Arrow IPC stream per input message, a row per input row (same fields, flattened).
+    Arrow,
+}
+
+/// `[output]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSection {
+    /// `json` or `arrow`.
+    pub format: OutputFormat,
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        Self {
+            format: OutputFormat::Json,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address of `/metrics` (Prometheus text) and `/health`; empty disables both.
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl OperatorConfig {
+    /// Reads a TOML file; unknown keys are errors (a typo must not be ignored silently).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| OperatorError::Config {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            OperatorError::Config { reason, .. } => OperatorError::Config {
+                what: path.display().to_string(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| OperatorError::Config {
+            what: "<config>".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Applies `-X key=value`: a librdkafka property for both clients.
+    pub fn set_librdkafka(&mut self, kv: &str) -> Result<()> {
+        let (k, v) = kv.split_once('=').ok_or_else(|| OperatorError::Config {
+            what: format!("-X {kv}"),
+            reason: "expected key=value".into(),
+        })?;
+        self.librdkafka.insert(k.trim().into(), v.trim().into());
+        Ok(())
+    }
+
+    /// Checks what serde cannot: required fields and consistent settings.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, reason: &str| {
+            Err(OperatorError::Config {
+                what: what.into(),
+                reason: reason.into(),
+            })
+        };
+        if self.model.path.is_none() {
+            return bad("model.path", "no model given (--model DIR)");
+        }
+        for (what, v) in [
+            ("kafka.brokers", &self.kafka.brokers),
+            ("kafka.group", &self.kafka.group),
+            ("kafka.input_topic", &self.kafka.input_topic),
+            ("kafka.output_topic", &self.kafka.output_topic),
+        ] {
+            if v.trim().is_empty() {
+                return bad(what, "must not be empty");
+            }
+        }
+        if self.kafka.input_topic == self.kafka.output_topic
+            || self.kafka.dlq_topic.as_deref() == Some(self.kafka.input_topic.as_str())
+        {
+            return bad(
+                "kafka.output_topic",
+                "output and dead-letter topics must differ from the input topic",
+            );
+        }
+        if self.batch.max_messages == 0 || self.batch.max_bytes == 0 || self.batch.max_in_flight == 0 {
+            return bad("batch", "max_messages, max_bytes and max_in_flight must be at least 1");
+        }
+        if self.input.max_message_bytes == 0 {
+            return bad("input.max_message_bytes", "must be at least 1");
+        }
+        for key in ["enable.auto.offset.store", "enable.auto.commit"] {
+            if self.librdkafka.contains_key(key) || self.consumer.contains_key(key) {
+                return bad(
+                    key,
+                    "is managed by mmnet (offsets are stored only after delivery); set delivery.commit_interval_ms instead",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The commented default configuration (`mmnet kafka --print-config`).
+    pub fn template() -> &'static str {
+        TEMPLATE
+    }
+}
+
+const TEMPLATE: &str = r#"# mmnet kafka: pipeline configuration. Every field shows its default; a file only needs
+# what differs. Command-line flags override the file.
+
+[model]
+# Model directory written by `mmnet train` (required; --model).
+# path = "models/mmnet"
+# Name written into every score record (model.name).
+name = "mmnet"
+# Override the model's stored threshold for is_anomaly (--threshold).
+# threshold = 0.5
+
+[kafka]
+# Bootstrap brokers (--brokers).
+brokers = "localhost:9092"
+# Consumer group: instances in one group share the input partitions (--group).
+group = "mmnet"
+# Telemetry topic (--input-topic) and score topic (--output-topic); both required.
+input_topic = ""
+output_topic = ""
+# Dead-letter topic for records that cannot be scored (--dlq-topic). Without one, such a
+# record stops the operator before its offset is committed, so nothing is lost.
+# dlq_topic = "telemetry-dlq"
+# client.id of the consumer and producer.
+client_id = "mmnet"
+
+[input]
+# "auto" (Arrow IPC stream if the message starts with its marker, else JSON), "json", "arrow".
+format = "auto"
+# Larger messages go to the dead-letter topic as "oversized".
+max_message_bytes = 8388608
+
+[batch]
+# Score a batch when it holds max_messages messages or max_bytes payload bytes, or
+# linger_ms after its first message, whichever comes first.
+max_messages = 1024
+max_bytes = 4194304
+linger_ms = 20
+# Batches between consume and commit. When all are taken, consumption pauses, so memory
+# stays bounded when the output cannot keep up.
+max_in_flight = 4
+
+[delivery]
+# "at-least-once": an input offset is committed only after its score record (or dead
+# letter) is acknowledged by the broker. "exactly-once": scores and offsets in one
+# transaction per batch, input read with isolation.level=read_committed.
+guarantee = "at-least-once"
+# transactional.id for exactly-once: unique per instance, stable across its restarts.
+# Default: mmnet-<group>-<input_topic>-<hostname>.
+# transactional_id = "mmnet-0"
+# How often stored offsets are committed (also on rebalance and shutdown).
+commit_interval_ms = 1000
+# Seconds to drain in-flight work and flush on SIGINT/SIGTERM.
+shutdown_timeout_s = 30
+
+[output]
+# "json": one JSON score record per input row (schemas/score.schema.json).
+# "arrow": one Arrow IPC stream per input message, a row per input row.
+format = "json"
+
+[metrics]
+# Prometheus text at /metrics and liveness at /health; "" disables.
+listen = "127.0.0.1:9464"
+
+# librdkafka properties for both clients (-X key=value), e.g. security:
+#   "security.protocol" = "SASL_SSL"
+#   "sasl.mechanisms" = "SCRAM-SHA-512"
+#   "sasl.username" = "mmnet"
+#   "sasl.password" = "..."
+#   "ssl.ca.location" = "/etc/ssl/certs/ca.pem"
+# (TLS and SCRAM need a build with `--features tls`.)
+[librdkafka]
+
+# librdkafka properties for the consumer only, e.g. "session.timeout.ms" = "10000".
+[consumer]
+
+# librdkafka properties for the producer only, e.g. "compression.type" = "lz4".
+[producer]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_is_the_default() {
+        let parsed = OperatorConfig::from_toml(OperatorConfig::template()).unwrap();
+        assert_eq!(parsed, OperatorConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = OperatorConfig::from_toml("[batch]\nmax_row = 3\n").unwrap_err();
+        assert!(e.to_string().contains("max_row"), "{e}");
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let c = OperatorConfig::from_toml(
+            "[kafka]\ninput_topic = \"a\"\n[librdkafka]\n\"security.protocol\" = \"SSL\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.kafka.input_topic, "a");
+        assert_eq!(c.kafka.group, "mmnet");
+        assert_eq!(c.batch, BatchSection::default());
+        assert_eq!(c.librdkafka["security.protocol"], "SSL");
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut c = OperatorConfig::default();
+        c.model.path = Some("m".into());
+        c.kafka.input_topic = "in".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("kafka.output_topic"), "{e}");
+        c.kafka.output_topic = "in".into();
+        assert!(c.validate().is_err());
+        c.kafka.output_topic = "out".into();
+        c.validate().unwrap();
+        c.set_librdkafka("enable.auto.commit=false").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("managed by mmnet"));
+        assert!(c.set_librdkafka("novalue").is_err());
+    }
+}

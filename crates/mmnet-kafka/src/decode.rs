@@ -1,0 +1,586 @@
+//! Message payload -> feature rows, or the reason it cannot be scored.
+//!
+//! Two formats (schemas/): a JSON object keyed by feature name, one row per message; and an
+//! Arrow IPC stream with one or more record batches, many rows per message. JSON is parsed
+//! straight into the row buffer (no intermediate `Value` tree); keys that are not features,
+//! such as ids or timestamps, are skipped.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Cursor;
+
+use arrow::array::Array;
+use arrow::ipc::reader::StreamReader;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::config::InputFormat;
+
+/// Why a record went to the dead-letter topic; the `mmnet.dlq.reason` header and the
+/// `reason` label of `mmnet_dead_letters_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadReason {
+    /// No payload, or an Arrow stream without rows.
+    Empty,
+    /// Larger than `input.max_message_bytes`.
+    Oversized,
+    /// Not valid JSON.
+    InvalidJson,
+    /// Valid JSON, but not an object.
+    NotAnObject,
+    /// A feature key is absent.
+    MissingFeature,
+    /// A feature is a string, boolean, array or object.
+    NonNumeric,
+    /// A feature is null.
+    NullValue,
+    /// A feature is NaN, infinite, or overflows f32.
+    NonFinite,
+    /// Not a readable Arrow IPC stream.
+    InvalidArrow,
+    /// An Arrow stream without a feature column, or with a non-numeric one.
+    ArrowSchema,
+}
+
+impl DeadReason {
+    /// Every reason, for metric initialisation and docs.
+    pub const ALL: [DeadReason; 10] = [
+        DeadReason::Empty,
+        DeadReason::Oversized,
+        DeadReason::InvalidJson,
+        DeadReason::NotAnObject,
+        DeadReason::MissingFeature,
+        DeadReason::NonNumeric,
+        DeadReason::NullValue,
+        DeadReason::NonFinite,
+        DeadReason::InvalidArrow,
+        DeadReason::ArrowSchema,
+    ];
+
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Empty => "empty",
+            DeadReason::Oversized => "oversized",
+            DeadReason::InvalidJson => "invalid_json",
+            DeadReason::NotAnObject => "not_an_object",
+            DeadReason::MissingFeature => "missing_feature",
+            DeadReason::NonNumeric => "non_numeric",
+            DeadReason::NullValue => "null_value",
+            DeadReason::NonFinite => "non_finite",
+            DeadReason::InvalidArrow => "invalid_arrow",
+            DeadReason::ArrowSchema => "arrow_schema",
+        }
+    }
+}
+
+/// A message (or some of its rows) that cannot be scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dead {
+    /// Category.
+    pub reason: DeadReason,
+    /// What exactly is wrong, naming the field, column or row.
+    pub detail: String,
+    /// For Arrow messages whose other rows were scored: the rows that were not (0-based,
+    /// over all batches of the stream). `None` = the whole message.
+    pub rows: Option<Vec<usize>>,
+}
+
+impl Dead {
+    fn whole(reason: DeadReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+            rows: None,
+        }
+    }
+}
+
+/// What one message decoded to.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Decoded {
+    /// Row index in the message of each row appended to the feature buffer.
+    pub rows: Vec<usize>,
+    /// Set when the message, or some of its rows, cannot be scored.
+    pub dead: Option<Dead>,
+    /// The message was an Arrow IPC stream (score records then name their row).
+    pub arrow: bool,
+}
+
+/// Maps payloads to rows of the model's features, in the model's order.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    features: Vec<String>,
+    index: HashMap<String, usize>,
+    format: InputFormat,
+    max_bytes: usize,
+}
+
+/// The first four bytes of an Arrow IPC stream message (the continuation marker).
+const IPC_CONTINUATION: [u8; 4] = [0xff; 4];
+
+impl Decoder {
+    /// A decoder for a model with these feature names.
+    pub fn new(features: &[String], format: InputFormat, max_bytes: usize) -> Self {
+        let index = features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.clone(), i))
+            .collect();
+        Self {
+            features: features.to_vec(),
+            index,
+            format,
+            max_bytes,
+        }
+    }
+
+    /// Number of features per row.
+    pub fn width(&self) -> usize {
+        self.features.len()
+    }
+
+    /// Decodes one payload, appending its scorable rows (row-major, `width()` values each) to
+    /// `out`. On a whole-message failure `out` is left as it was.
+    pub fn decode(&self, payload: Option<&[u8]>, out: &mut Vec<f32>) -> Decoded {
+        let bytes = match payload {
+            None | Some([]) => return dead(DeadReason::Empty, "message has no payload"),
+            Some(b) => b,
+        };
+        if bytes.len() > self.max_bytes {
+            return dead(
+                DeadReason::Oversized,
+                format!(
+                    "payload is {} bytes, more than input.max_message_bytes = {}",
+                    bytes.len(),
+                    self.max_bytes
+                ),
+            );
+        }
+        let arrow = match self.format {
+            InputFormat::Arrow => true,
+            InputFormat::Json => false,
+            InputFormat::Auto => bytes.starts_with(&IPC_CONTINUATION),
+        };
+        if arrow {
+            Decoded {
+                arrow: true,
+                ..self.decode_arrow(bytes, out)
+            }
+        } else {
+            self.decode_json(bytes, out)
+        }
+    }
+
+    fn decode_json(&self, bytes: &[u8], out: &mut Vec<f32>) -> Decoded {
+        let d = self.width();
+        let start = out.len();
+        out.resize(start + d, 0.0);
+        let mut seen = vec![false; d];
+        let mut problem: Option<Dead> = None;
+        let seed = RowSeed {
+            decoder: self,
+            row: &mut out[start..],
+            seen: &mut seen,
+            problem: &mut problem,
+        };
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let parsed = seed.deserialize(&mut de).and_then(|()| de.end());
+        let failure = match (parsed, problem) {
+            (_, Some(p)) => Some(p),
+            (Err(e), None) => Some(json_error(bytes, &e)),
+            (Ok(()), None) => seen.iter().position(|s| !s).map(|j| {
+                Dead::whole(
+                    DeadReason::MissingFeature,
+                    format!("feature `{}` is missing", self.features[j]),
+                )
+            }),
+        };
+        match failure {
+            Some(f) => {
+                out.truncate(start);
+                Decoded {
+                    rows: Vec::new(),
+                    dead: Some(f),
+                    arrow: false,
+                }
+            }
+            None => Decoded {
+                rows: vec![0],
+                dead: None,
+                arrow: false,
+            },
+        }
+    }
+
+    fn decode_arrow(&self, bytes: &[u8], out: &mut Vec<f32>) -> Decoded {
+        let start = out.len();
+        let reader = match StreamReader::try_new(Cursor::new(bytes), None) {
+            Ok(r) => r,
+            Err(e) => return dead(DeadReason::InvalidArrow, format!("not an Arrow IPC stream: {e}")),
+        };
+        let schema = reader.schema();
+        let mut columns = Vec::with_capacity(self.width());
+        for name in &self.features {
+            let Ok(i) = schema.index_of(name) else {
+                return dead(
+                    DeadReason::ArrowSchema,
+                    format!("feature column `{name}` is missing from the Arrow schema"),
+                );
+            };
+            let dt = schema.field(i).data_type();
+            if !mmnet_arrow::features::is_numeric(dt) {
+                return dead(
+                    DeadReason::ArrowSchema,
+                    format!("feature column `{name}` has type {dt}, which is not numeric"),
+                );
+            }
+            columns.push(i);
+        }
+        let mut rows = Vec::new();
+        let mut bad = Vec::new();
+        let mut base = 0;
+        for batch in reader {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    out.truncate(start);
+                    return dead(DeadReason::InvalidArrow, format!("Arrow IPC stream: {e}"));
+                }
+            };
+            let arrays: Vec<&dyn Array> =
+                columns.iter().map(|&c| batch.column(c).as_ref()).collect();
+            let (x, valid) = match mmnet_arrow::features::arrays_to_features(&arrays, batch.num_rows()) {
+                Ok(v) => v,
+                Err(e) => {
+                    out.truncate(start);
+                    return dead(DeadReason::ArrowSchema, e.to_string());
+                }
+            };
+            for (i, row) in x.outer_iter().enumerate() {
+                if valid[i] {
+                    out.extend(row.iter());
+                    rows.push(base + i);
+                } else {
+                    bad.push(base + i);
+                }
+            }
+            base += batch.num_rows();
+        }
+        if base == 0 {
+            return dead(DeadReason::Empty, "Arrow stream has no rows");
+        }
+        let dead = (!bad.is_empty()).then(|| Dead {
+            reason: DeadReason::NonFinite,
+            detail: format!(
+                "{} of {base} rows have a null, NaN or infinite feature (first: row {})",
+                bad.len(),
+                bad[0]
+            ),
+            rows: Some(bad),
+        });
+        Decoded {
+            rows,
+            dead,
+            arrow: true,
+        }
+    }
+}
+
+fn dead(reason: DeadReason, detail: impl Into<String>) -> Decoded {
+    Decoded {
+        rows: Vec::new(),
+        dead: Some(Dead::whole(reason, detail)),
+        arrow: false,
+    }
+}
+
+/// serde_json rejects `NaN` and `Infinity` (which Python's `json.dumps` writes) as syntax
+/// errors; report those as non-finite values, the cause a user has to fix.
+fn json_error(bytes: &[u8], e: &serde_json::Error) -> Dead {
+    if e.is_syntax() && e.line() == 1 {
+        let at = e.column().saturating_sub(1).min(bytes.len());
+        let from = bytes[..at]
+            .iter()
+            .rposition(|b| matches!(b, b':' | b',' | b'[' | b' '))
+            .map_or(0, |p| p + 1);
+        let token = &bytes[from..];
+        for word in ["NaN", "Infinity", "-Infinity"] {
+            if token.starts_with(word.as_bytes()) {
+                return Dead::whole(
+                    DeadReason::NonFinite,
+                    format!("`{word}` at column {from}: JSON has no non-finite numbers ({e})"),
+                );
+            }
+        }
+    }
+    Dead::whole(DeadReason::InvalidJson, format!("invalid JSON: {e}"))
+}
+
+/// Deserializes one JSON object into a row, by key.
+struct RowSeed<'a> {
+    decoder: &'a Decoder,
+    row: &'a mut [f32],
+    seen: &'a mut [bool],
+    problem: &'a mut Option<Dead>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object keyed by feature name")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.decoder.index.get(key.as_ref()) {
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Some(&j) => {
+                    let v: FeatureValue = map.next_value()?;
+                    self.seen[j] = true;
+                    if self.problem.is_some() {
+                        continue;
+                    }
+                    match v {
+                        FeatureValue::Number(x) if (x as f32).is_finite() => self.row[j] = x as f32,
+                        FeatureValue::Number(x) => {
+                            *self.problem = Some(Dead::whole(
+                                DeadReason::NonFinite,
+                                format!("feature `{key}` = {x} is not finite as f32"),
+                            ))
+                        }
+                        FeatureValue::Null => {
+                            *self.problem = Some(Dead::whole(
+                                DeadReason::NullValue,
+                                format!("feature `{key}` is null"),
+                            ))
+                        }
+                        FeatureValue::Other(kind) => {
+                            *self.problem = Some(Dead::whole(
+                                DeadReason::NonNumeric,
+                                format!("feature `{key}` is {kind}, not a number"),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.not_object("an array")
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.not_object("a string")
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.not_object("a number")
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.not_object("a number")
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.not_object("a number")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.not_object("a boolean")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.not_object("null")
+    }
+}
+
+impl RowSeed<'_> {
+    fn not_object<E>(self, what: &str) -> Result<(), E> {
+        *self.problem = Some(Dead::whole(
+            DeadReason::NotAnObject,
+            format!("payload is {what}, expected a JSON object keyed by feature name"),
+        ));
+        Ok(())
+    }
+}
+
+/// A feature's JSON value, classified without allocating.
+enum FeatureValue {
+    Number(f64),
+    Null,
+    Other(&'static str),
+}
+
+impl<'de> serde::Deserialize<'de> for FeatureValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FeatureValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<FeatureValue, E> {
+                Ok(FeatureValue::Number(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<FeatureValue, E> {
+                Ok(FeatureValue::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<FeatureValue, E> {
+                Ok(FeatureValue::Number(v as f64))
+            }
+            fn visit_unit<E>(self) -> Result<FeatureValue, E> {
+                Ok(FeatureValue::Null)
+            }
+            fn visit_none<E>(self) -> Result<FeatureValue, E> {
+                Ok(FeatureValue::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<FeatureValue, E> {
+                Ok(FeatureValue::Other("a boolean"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<FeatureValue, E> {
+                Ok(FeatureValue::Other("a string"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FeatureValue, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(FeatureValue::Other("an array"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FeatureValue, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(FeatureValue::Other("an object"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int32Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::ipc::writer::StreamWriter;
+
+    use super::*;
+
+    fn decoder() -> Decoder {
+        Decoder::new(&["a".into(), "b".into()], InputFormat::Auto, 1000)
+    }
+
+    fn reason(payload: &[u8]) -> DeadReason {
+        let mut out = Vec::new();
+        let d = decoder().decode(Some(payload), &mut out);
+        assert!(out.is_empty(), "rows kept for a dead message");
+        d.dead.expect("expected a dead letter").reason
+    }
+
+    #[test]
+    fn json_rows_by_name_ignoring_extra_keys() {
+        let mut out = vec![9.0];
+        let d = decoder().decode(
+            Some(br#"{"id": "x-1", "b": 2, "nested": {"k": [1, 2]}, "a": 1.5e0}"#),
+            &mut out,
+        );
+        assert_eq!(
+            d,
+            Decoded {
+                rows: vec![0],
+                dead: None,
+                arrow: false
+            }
+        );
+        assert_eq!(out, vec![9.0, 1.5, 2.0]);
+    }
+
+    #[test]
+    fn json_failures_have_reasons() {
+        assert_eq!(reason(b"{\"a\": 1"), DeadReason::InvalidJson);
+        assert_eq!(reason(b"[1, 2]"), DeadReason::NotAnObject);
+        assert_eq!(reason(b"3"), DeadReason::NotAnObject);
+        assert_eq!(reason(br#"{"a": 1}"#), DeadReason::MissingFeature);
+        assert_eq!(reason(br#"{"a": 1, "b": "2"}"#), DeadReason::NonNumeric);
+        assert_eq!(reason(br#"{"a": 1, "b": null}"#), DeadReason::NullValue);
+        assert_eq!(reason(br#"{"a": 1, "b": 1e300}"#), DeadReason::NonFinite);
+        assert_eq!(reason(br#"{"a": 1, "b": NaN}"#), DeadReason::NonFinite);
+        assert_eq!(reason(br#"{"a": -Infinity, "b": 1}"#), DeadReason::NonFinite);
+        assert_eq!(reason(b""), DeadReason::Empty);
+        assert_eq!(reason(&[b' '; 1001]), DeadReason::Oversized);
+        let mut out = Vec::new();
+        let d = decoder().decode(None, &mut out);
+        assert_eq!(d.dead.unwrap().reason, DeadReason::Empty);
+    }
+
+    #[test]
+    fn detail_names_the_feature() {
+        let mut out = Vec::new();
+        let d = decoder().decode(Some(br#"{"a": 1, "b": "high"}"#), &mut out);
+        assert!(d.dead.unwrap().detail.contains("`b`"));
+    }
+
+    fn ipc(batch: &RecordBatch) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut w = StreamWriter::try_new(&mut buf, &batch.schema()).unwrap();
+        w.write(batch).unwrap();
+        w.write(batch).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        buf
+    }
+
+    #[test]
+    fn arrow_rows_cast_and_partial_dead_rows() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("b", DataType::Int32, true),
+            Field::new("a", DataType::Float64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["p", "q", "r"])),
+                Arc::new(Int32Array::from(vec![Some(1), None, Some(3)])),
+                Arc::new(Float64Array::from(vec![0.5, 1.5, f64::NAN])),
+            ],
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let d = decoder().decode(Some(&ipc(&batch)), &mut out);
+        assert_eq!(d.rows, vec![0, 3]);
+        assert_eq!(out, vec![0.5, 1.0, 0.5, 1.0]);
+        let dead = d.dead.unwrap();
+        assert_eq!(dead.reason, DeadReason::NonFinite);
+        assert_eq!(dead.rows, Some(vec![1, 2, 4, 5]));
+    }
+
+    #[test]
+    fn arrow_schema_errors() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Float64, false),
+            Field::new("b", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Float64Array::from(vec![1.0])),
+                Arc::new(StringArray::from(vec!["x"])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(reason(&ipc(&batch)), DeadReason::ArrowSchema);
+        let only_a = batch.project(&[0]).unwrap();
+        assert_eq!(reason(&ipc(&only_a)), DeadReason::ArrowSchema);
+        let mut broken = ipc(&batch);
+        broken.truncate(20);
+        assert_eq!(reason(&broken), DeadReason::InvalidArrow);
+    }
+}

@@ -1,0 +1,286 @@
+//! Prometheus metrics and the `/health` endpoint.
+//!
+//! Metrics are plain atomics (prometheus-client) updated from the pipeline tasks; a small
+//! blocking HTTP server (tiny_http) on its own thread encodes them on scrape, so a slow
+//! scraper never touches the async runtime.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::thread::JoinHandle;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::decode::DeadReason;
+use crate::error::{OperatorError, Result};
+
+/// Label set `{reason="..."}`.
+pub type ReasonLabel = Vec<(&'static str, &'static str)>;
+/// Label set `{partition="..."}`.
+pub type PartitionLabel = Vec<(&'static str, i64)>;
+
+/// Lifecycle state reported by `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Health {
+    /// Connecting, waiting for a partition assignment.
+    Starting = 0,
+    /// Consuming and scoring.
+    Running = 1,
+    /// Draining after a shutdown signal.
+    Stopping = 2,
+    /// A fatal error; the process is about to exit.
+    Failed = 3,
+}
+
+/// Every metric of the operator.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Input messages consumed.
+    pub messages_in: Counter,
+    /// Input rows decoded (JSON: one per message; Arrow: rows in the stream).
+    pub records_in: Counter,
+    /// Score records acknowledged by the broker.
+    pub records_out: Counter,
+    /// Rows flagged `is_anomaly`, among acknowledged score records.
+    pub anomalies: Counter,
+    /// Dead letters acknowledged, by reason.
+    pub dead_letters: Family<ReasonLabel, Counter>,
+    /// Rows per scored batch.
+    pub batch_rows: Histogram,
+    /// Seconds to decode, score and encode one batch.
+    pub scoring_seconds: Histogram,
+    /// Seconds from a batch's first message to its offsets being stored (end-to-end latency
+    /// inside the operator).
+    pub batch_latency_seconds: Histogram,
+    /// Consumer lag per input partition (from librdkafka statistics).
+    pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Partitions currently assigned.
+    pub assigned_partitions: Gauge,
+    /// Batches between consume and commit.
+    pub in_flight_batches: Gauge,
+    health: Arc<AtomicU8>,
+    registry: Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered under the `mmnet_` prefix.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("mmnet");
+        let m = Self {
+            messages_in: Counter::default(),
+            records_in: Counter::default(),
+            records_out: Counter::default(),
+            anomalies: Counter::default(),
+            dead_letters: Family::default(),
+            batch_rows: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
+            scoring_seconds: Histogram::new(exponential_buckets(1e-5, 2.0, 22)),
+            batch_latency_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 20)),
+            consumer_lag: Family::default(),
+            assigned_partitions: Gauge::default(),
+            in_flight_batches: Gauge::default(),
+            health: Arc::new(AtomicU8::new(Health::Starting as u8)),
+            registry: Arc::new(Registry::default()),
+        };
+        r.register("messages_in", "Input messages consumed", m.messages_in.clone());
+        r.register("records_in", "Input rows decoded", m.records_in.clone());
+        r.register(
+            "records_out",
+            "Score records acknowledged by the broker",
+            m.records_out.clone(),
+        );
+        r.register(
+            "anomalies",
+            "Acknowledged score records with is_anomaly = true (anomaly rate = anomalies / records_out)",
+            m.anomalies.clone(),
+        );
+        for reason in DeadReason::ALL {
+            // Present at zero from the start, so alerts on a rate see a series.
+            let _ = m.dead_letters.get_or_create(&vec![("reason", reason.as_str())]);
+        }
+        r.register(
+            "dead_letters",
+            "Dead letters acknowledged, by reason",
+            m.dead_letters.clone(),
+        );
+        r.register("batch_rows", "Rows per scored batch", m.batch_rows.clone());
+        r.register(
+            "scoring_seconds",
+            "Seconds to decode, score and encode one batch",
+            m.scoring_seconds.clone(),
+        );
+        r.register(
+            "batch_latency_seconds",
+            "Seconds from a batch's first message to its offsets being stored",
+            m.batch_latency_seconds.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Messages behind the high watermark per input partition (librdkafka statistics)",
+            m.consumer_lag.clone(),
+        );
+        r.register(
+            "assigned_partitions",
+            "Input partitions assigned to this instance",
+            m.assigned_partitions.clone(),
+        );
+        r.register(
+            "in_flight_batches",
+            "Batches between consume and commit",
+            m.in_flight_batches.clone(),
+        );
+        Self {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut s, &self.registry);
+        s
+    }
+
+    /// Sets the state `/health` reports.
+    pub fn set_health(&self, h: Health) {
+        self.health.store(h as u8, Ordering::Relaxed);
+    }
+
+    /// The state `/health` reports.
+    pub fn health(&self) -> Health {
+        match self.health.load(Ordering::Relaxed) {
+            0 => Health::Starting,
+            1 => Health::Running,
+            2 => Health::Stopping,
+            _ => Health::Failed,
+        }
+    }
+}
+
+/// The HTTP endpoint; stops when dropped.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    /// The bound address (useful with port 0).
+    pub addr: String,
+}
+
+impl MetricsServer {
+    /// Serves `/metrics` and `/health` on `listen` (e.g. `127.0.0.1:9464`, port 0 = any).
+    pub fn start(listen: &str, metrics: Metrics) -> Result<Self> {
+        let server = tiny_http::Server::http(listen).map_err(|e| OperatorError::Io {
+            what: format!("metrics endpoint on {listen}"),
+            cause: std::io::Error::other(e.to_string()),
+        })?;
+        let addr = server.server_addr().to_string();
+        let server = Arc::new(server);
+        let s = Arc::clone(&server);
+        let thread = std::thread::Builder::new()
+            .name("mmnet-metrics".into())
+            .spawn(move || serve(&s, &metrics))
+            .map_err(|cause| OperatorError::Io {
+                what: "starting the metrics thread".into(),
+                cause,
+            })?;
+        Ok(Self {
+            server,
+            thread: Some(thread),
+            addr,
+        })
+    }
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer").field("addr", &self.addr).finish()
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, metrics: &Metrics) {
+    for req in server.incoming_requests() {
+        let path = req.url().split('?').next().unwrap_or("");
+        let (status, body, ctype) = match path {
+            "/metrics" => (
+                200,
+                metrics.render(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+            "/health" => {
+                let h = metrics.health();
+                let status = if matches!(h, Health::Running | Health::Starting) {
+                    200
+                } else {
+                    503
+                };
+                let body = format!(
+                    "{{\"status\":\"{}\",\"assigned_partitions\":{}}}\n",
+                    format!("{h:?}").to_lowercase(),
+                    metrics.assigned_partitions.get()
+                );
+                (status, body, "application/json")
+            }
+            _ => (404, "not found: try /metrics or /health\n".into(), "text/plain"),
+        };
+        let mut resp = tiny_http::Response::from_string(body).with_status_code(status);
+        if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()) {
+            resp = resp.with_header(h);
+        }
+        let _ = req.respond(resp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    fn get(addr: &str, path: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn serves_metrics_and_health() {
+        let m = Metrics::new();
+        m.records_out.inc_by(7);
+        m.dead_letters
+            .get_or_create(&vec![("reason", "invalid_json")])
+            .inc();
+        let srv = MetricsServer::start("127.0.0.1:0", m.clone()).unwrap();
+        let body = get(&srv.addr, "/metrics");
+        assert!(body.contains("mmnet_records_out_total 7"), "{body}");
+        assert!(body.contains("mmnet_dead_letters_total{reason=\"invalid_json\"} 1"), "{body}");
+        assert!(body.contains("mmnet_dead_letters_total{reason=\"oversized\"} 0"), "{body}");
+        assert!(body.contains("mmnet_scoring_seconds_bucket"), "{body}");
+        assert!(get(&srv.addr, "/health").starts_with("HTTP/1.0 200") || get(&srv.addr, "/health").contains(" 200 "));
+        m.set_health(Health::Failed);
+        let h = get(&srv.addr, "/health");
+        assert!(h.contains(" 503 ") && h.contains("\"failed\""), "{h}");
+        assert!(get(&srv.addr, "/nope").contains(" 404 "));
+    }
+}

@@ -1,0 +1,493 @@
+//! The streaming operator: consume -> micro-batch -> score -> produce -> store offsets.
+//!
+//! At-least-once pipeline, three tasks joined by bounded channels:
+//!
+//! ```text
+//! ingest (recv, batch by size/bytes/linger) --[1]--> score (blocking thread: decode, score,
+//! encode; then enqueue every record) --[max_in_flight]--> commit (await every delivery in
+//! order, then store the batch's offsets)
+//! ```
+//!
+//! An offset is stored only after every record of its batch and of all earlier batches was
+//! acknowledged, so a committed offset never covers an unscored record; librdkafka commits
+//! stored offsets every `commit_interval_ms`, on rebalance and on close. When the output is
+//! slow, the channels fill, `recv` is no longer called and librdkafka's bounded prefetch
+//! stops fetching: consumption pauses instead of memory growing.
+//!
+//! Exactly-once runs batches one at a time, each in a Kafka transaction holding its score
+//! records, dead letters and input offsets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::batch::{Destination, Output, Prepared, RawBatch, Scorer};
+use crate::clients::{LogContext, OperatorContext, consumer_config, producer_config};
+use crate::config::{Guarantee, OperatorConfig};
+use crate::decode::Decoder;
+use crate::error::{OperatorError, Result};
+use crate::metrics::{Health, Metrics};
+
+type Consumer_ = StreamConsumer<OperatorContext>;
+type Producer_ = FutureProducer<LogContext>;
+
+/// Totals of one run, printed when the operator stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Input messages whose offsets were stored (or committed in a transaction).
+    pub messages: u64,
+    /// Score records acknowledged.
+    pub scores: u64,
+    /// Of which anomalies.
+    pub anomalies: u64,
+    /// Dead letters acknowledged.
+    pub dead_letters: u64,
+}
+
+/// Loads the model and runs until `shutdown` resolves (then drains, flushes and commits) or
+/// a fatal error.
+pub async fn run(
+    cfg: OperatorConfig,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<RunSummary> {
+    cfg.validate()?;
+    let path = cfg.model.path.clone().unwrap_or_default();
+    let model = mmnet_core::artifact::load(&path)?;
+    let digest = mmnet_core::artifact::model_digest(&model)?;
+    info!(model = %path.display(), digest = %digest, features = model.input_dim(), "model loaded");
+    let scorer = Arc::new(Scorer {
+        decoder: Decoder::new(&model.features, cfg.input.format, cfg.input.max_message_bytes),
+        model,
+        digest,
+        name: cfg.model.name.clone(),
+        threshold: cfg.model.threshold,
+        format: cfg.output.format,
+        has_dlq: cfg.kafka.dlq_topic.is_some(),
+    });
+
+    let ctx = OperatorContext {
+        metrics: metrics.clone(),
+        input_topic: cfg.kafka.input_topic.clone(),
+    };
+    let consumer: Arc<Consumer_> = Arc::new(
+        consumer_config(&cfg)
+            .create_with_context(ctx)
+            .map_err(OperatorError::kafka("creating the consumer"))?,
+    );
+    let txn_id = match cfg.delivery.guarantee {
+        Guarantee::AtLeastOnce => None,
+        Guarantee::ExactlyOnce => Some(cfg.delivery.transactional_id.clone().unwrap_or_else(
+            || {
+                format!(
+                    "mmnet-{}-{}-{}",
+                    cfg.kafka.group,
+                    cfg.kafka.input_topic,
+                    hostname()
+                )
+            },
+        )),
+    };
+    let producer: Producer_ = producer_config(&cfg, txn_id.as_deref())
+        .create_with_context(LogContext)
+        .map_err(OperatorError::kafka("creating the producer"))?;
+    if txn_id.is_some() {
+        let p = producer.clone();
+        tokio::task::spawn_blocking(move || p.init_transactions(Duration::from_secs(30)))
+            .await
+            .map_err(|e| OperatorError::Internal(e.to_string()))?
+            .map_err(OperatorError::kafka("initialising transactions"))?;
+    }
+    consumer
+        .subscribe(&[&cfg.kafka.input_topic])
+        .map_err(OperatorError::kafka("subscribing"))?;
+    metrics.set_health(Health::Running);
+    info!(topic = %cfg.kafka.input_topic, group = %cfg.kafka.group, guarantee = ?cfg.delivery.guarantee, "consuming");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let m = metrics.clone();
+    let on_signal = Arc::clone(&stop_tx);
+    tokio::spawn(async move {
+        shutdown.await;
+        info!("shutdown requested: draining in-flight batches");
+        m.set_health(Health::Stopping);
+        let _ = on_signal.send(true);
+    });
+
+    let cfg = Arc::new(cfg);
+    let result = match cfg.delivery.guarantee {
+        Guarantee::AtLeastOnce => {
+            at_least_once(&cfg, &consumer, &producer, &scorer, &metrics, (stop_tx, stop_rx)).await
+        }
+        Guarantee::ExactlyOnce => {
+            exactly_once(&cfg, &consumer, &producer, &scorer, &metrics, stop_rx).await
+        }
+    };
+
+    // Whatever happened, what was stored was acknowledged: commit it, flush, leave the group.
+    let flush_timeout = Duration::from_secs(cfg.delivery.shutdown_timeout_s);
+    if cfg.delivery.guarantee == Guarantee::AtLeastOnce {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => warn!(error = %e, "final offset commit failed; those records will be re-scored"),
+        }
+    }
+    if let Err(e) = producer.flush(flush_timeout) {
+        warn!(error = %e, "producer flush on shutdown");
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    match &result {
+        Ok(s) => info!(messages = s.messages, scores = s.scores, anomalies = s.anomalies, dead_letters = s.dead_letters, "stopped"),
+        Err(_) => metrics.set_health(Health::Failed),
+    }
+    result
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "host".into())
+}
+
+/// Waits for the next message or a stop request; `None` = stop.
+async fn next_message(
+    consumer: &Consumer_,
+    stop: &mut watch::Receiver<bool>,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<Option<rdkafka::message::OwnedMessage>> {
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return None,
+            () = sleep => return Some(None),
+            m = consumer.recv() => match m {
+                Ok(m) => return Some(Some(m.detach())),
+                Err(e) => {
+                    // Broker down, transport errors: librdkafka reconnects by itself.
+                    warn!(error = %e, "consume error; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Collects one batch: waits for a first message, then fills until a size, byte or linger
+/// limit. Returns the batch and whether a stop was requested.
+async fn collect(
+    cfg: &OperatorConfig,
+    consumer: &Consumer_,
+    stop: &mut watch::Receiver<bool>,
+    metrics: &Metrics,
+) -> (RawBatch, bool) {
+    let mut batch = RawBatch::new();
+    let Some(Some(first)) = next_message(consumer, stop, None).await else {
+        return (batch, true);
+    };
+    batch = RawBatch::new();
+    batch.push(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(cfg.batch.linger_ms);
+    let mut stopping = false;
+    while batch.messages.len() < cfg.batch.max_messages && batch.bytes < cfg.batch.max_bytes {
+        match next_message(consumer, stop, Some(deadline)).await {
+            None => {
+                stopping = true;
+                break;
+            }
+            Some(None) => break,
+            Some(Some(m)) => batch.push(m),
+        }
+    }
+    metrics.messages_in.inc_by(batch.messages.len() as u64);
+    (batch, stopping)
+}
+
+async fn prepare(scorer: &Arc<Scorer>, raw: RawBatch, metrics: &Metrics) -> Result<Prepared> {
+    let s = Arc::clone(scorer);
+    let t = std::time::Instant::now();
+    let p = tokio::task::spawn_blocking(move || s.prepare(raw))
+        .await
+        .map_err(|e| OperatorError::Internal(format!("scoring task: {e}")))??;
+    metrics.scoring_seconds.observe(t.elapsed().as_secs_f64());
+    metrics.batch_rows.observe(p.scored_rows as f64);
+    metrics.records_in.inc_by(p.rows as u64);
+    Ok(p)
+}
+
+fn record<'a>(cfg: &'a OperatorConfig, o: &'a Output) -> FutureRecord<'a, [u8], [u8]> {
+    let topic = match o.destination {
+        Destination::Scores => cfg.kafka.output_topic.as_str(),
+        Destination::DeadLetters(_) => cfg.kafka.dlq_topic.as_deref().unwrap_or_default(),
+    };
+    let mut r = FutureRecord::to(topic).payload(o.payload.as_slice());
+    if let Some(k) = &o.key {
+        r = r.key(k.as_slice());
+    }
+    if let Some(t) = o.timestamp {
+        r = r.timestamp(t);
+    }
+    if let Some(h) = &o.headers {
+        r = r.headers(h.clone());
+    }
+    r
+}
+
+/// Enqueues one record, waiting while librdkafka's queue is full (backpressure).
+async fn enqueue(producer: &Producer_, cfg: &OperatorConfig, o: &Output) -> Result<DeliveryFuture> {
+    loop {
+        match producer.send_result(record(cfg, o)) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((cause, _)) => {
+                return Err(OperatorError::Delivery {
+                    topic: record(cfg, o).topic.to_string(),
+                    input_topic: cfg.kafka.input_topic.clone(),
+                    partition: o.partition,
+                    offset: o.offset,
+                    cause,
+                });
+            }
+        }
+    }
+}
+
+/// A batch whose records are enqueued, awaiting acknowledgements.
+struct InFlight {
+    prepared: Prepared,
+    deliveries: Vec<DeliveryFuture>,
+}
+
+async fn at_least_once(
+    cfg: &Arc<OperatorConfig>,
+    consumer: &Arc<Consumer_>,
+    producer: &Producer_,
+    scorer: &Arc<Scorer>,
+    metrics: &Metrics,
+    (stop_tx, mut stop): (Arc<watch::Sender<bool>>, watch::Receiver<bool>),
+) -> Result<RunSummary> {
+    // A failing stage stops ingestion too (the ingest task may be waiting for messages
+    // that never come); what was acknowledged before the failure is still committed.
+    let fail = |e: OperatorError| {
+        let _ = stop_tx.send(true);
+        e
+    };
+    let (raw_tx, mut raw_rx) = mpsc::channel::<RawBatch>(1);
+    let (fly_tx, fly_rx) = mpsc::channel::<InFlight>(cfg.batch.max_in_flight);
+
+    let ingest = {
+        let (cfg, consumer, metrics) = (Arc::clone(cfg), Arc::clone(consumer), metrics.clone());
+        async move {
+            loop {
+                let (batch, stopping) = collect(&cfg, &consumer, &mut stop, &metrics).await;
+                if !batch.messages.is_empty() {
+                    metrics.in_flight_batches.inc();
+                    if raw_tx.send(batch).await.is_err() {
+                        break; // a later stage failed; its error is reported
+                    }
+                }
+                if stopping {
+                    break;
+                }
+            }
+            Ok::<(), OperatorError>(())
+        }
+    };
+
+    let score = {
+        let (cfg, producer, scorer, metrics) =
+            (Arc::clone(cfg), producer.clone(), Arc::clone(scorer), metrics.clone());
+        async move {
+            while let Some(raw) = raw_rx.recv().await {
+                let mut prepared = prepare(&scorer, raw, &metrics).await.map_err(fail)?;
+                let poison = prepared.poison.take();
+                let mut deliveries = Vec::with_capacity(prepared.outputs.len());
+                for o in &prepared.outputs {
+                    deliveries.push(enqueue(&producer, &cfg, o).await.map_err(fail)?);
+                }
+                if fly_tx.send(InFlight { prepared, deliveries }).await.is_err() {
+                    break;
+                }
+                if let Some(e) = poison {
+                    // Stop after what precedes the bad record is committed.
+                    return Err(fail(e));
+                }
+            }
+            Ok::<(), OperatorError>(())
+        }
+    };
+
+    let commit = {
+        let (cfg, consumer, metrics) = (Arc::clone(cfg), Arc::clone(consumer), metrics.clone());
+        let fail = &fail;
+        async move { commit_in_order(cfg, consumer, metrics, fly_rx).await.map_err(fail) }
+    };
+
+    let (a, b, c) = tokio::join!(ingest, score, commit);
+    // The first failing stage is the cause; the others stopped because of it.
+    b?;
+    let summary = c?;
+    a?;
+    Ok(summary)
+}
+
+async fn commit_in_order(
+    cfg: Arc<OperatorConfig>,
+    consumer: Arc<Consumer_>,
+    metrics: Metrics,
+    mut rx: mpsc::Receiver<InFlight>,
+) -> Result<RunSummary> {
+    let mut summary = RunSummary::default();
+    while let Some(f) = rx.recv().await {
+        for (o, d) in f.prepared.outputs.iter().zip(f.deliveries) {
+            let delivered = d
+                .await
+                .map_err(|_| OperatorError::Internal("producer dropped a delivery".into()))?;
+            if let Err((cause, _)) = delivered {
+                return Err(OperatorError::Delivery {
+                    topic: record(&cfg, o).topic.to_string(),
+                    input_topic: cfg.kafka.input_topic.clone(),
+                    partition: o.partition,
+                    offset: o.offset,
+                    cause,
+                });
+            }
+        }
+        for (&p, &off) in &f.prepared.offsets {
+            // After a revoke the partition is no longer ours: the store fails and the new
+            // owner re-scores from the last commit (duplicates, never gaps).
+            if let Err(e) = consumer.store_offset(&cfg.kafka.input_topic, p, off) {
+                debug!(partition = p, offset = off, error = %e, "offset not stored (partition revoked)");
+            }
+        }
+        account(&mut summary, &metrics, &f.prepared);
+        metrics.in_flight_batches.dec();
+    }
+    Ok(summary)
+}
+
+fn account(summary: &mut RunSummary, metrics: &Metrics, p: &Prepared) {
+    for o in &p.outputs {
+        match o.destination {
+            Destination::Scores => {
+                summary.scores += o.scores as u64;
+                summary.anomalies += o.anomalies as u64;
+            }
+            Destination::DeadLetters(reason) => {
+                summary.dead_letters += 1;
+                metrics
+                    .dead_letters
+                    .get_or_create(&vec![("reason", reason.as_str())])
+                    .inc();
+            }
+        }
+    }
+    let scores: usize = p.outputs.iter().map(|o| o.scores).sum();
+    let anomalies: usize = p.outputs.iter().map(|o| o.anomalies).sum();
+    metrics.records_out.inc_by(scores as u64);
+    metrics.anomalies.inc_by(anomalies as u64);
+    summary.messages += p.messages as u64;
+    metrics
+        .batch_latency_seconds
+        .observe(p.started.elapsed().as_secs_f64());
+}
+
+async fn exactly_once(
+    cfg: &Arc<OperatorConfig>,
+    consumer: &Arc<Consumer_>,
+    producer: &Producer_,
+    scorer: &Arc<Scorer>,
+    metrics: &Metrics,
+    mut stop: watch::Receiver<bool>,
+) -> Result<RunSummary> {
+    let mut summary = RunSummary::default();
+    let timeout = Duration::from_secs(cfg.delivery.shutdown_timeout_s.max(10));
+    loop {
+        let (batch, stopping) = collect(cfg, consumer, &mut stop, metrics).await;
+        if !batch.messages.is_empty() {
+            metrics.in_flight_batches.inc();
+            let mut prepared = prepare(scorer, batch, metrics).await?;
+            let poison = prepared.poison.take();
+            let group = consumer
+                .group_metadata()
+                .ok_or_else(|| OperatorError::Internal("no consumer group metadata".into()))?;
+            let mut offsets = TopicPartitionList::new();
+            for (&p, &off) in &prepared.offsets {
+                offsets
+                    .add_partition_offset(&cfg.kafka.input_topic, p, Offset::Offset(off + 1))
+                    .map_err(OperatorError::kafka("building the offset list"))?;
+            }
+            let (c, p) = (Arc::clone(cfg), producer.clone());
+            let prepared = tokio::task::spawn_blocking(move || {
+                transact(&c, &p, &prepared, &offsets, &group, timeout).map(|()| prepared)
+            })
+            .await
+            .map_err(|e| OperatorError::Internal(format!("transaction task: {e}")))??;
+            account(&mut summary, metrics, &prepared);
+            metrics.in_flight_batches.dec();
+            if let Some(e) = poison {
+                return Err(e);
+            }
+        }
+        if stopping {
+            return Ok(summary);
+        }
+    }
+}
+
+/// One batch in one transaction. On failure the transaction is aborted and the operator
+/// stops; on restart it resumes from the last committed transaction's offsets.
+fn transact(
+    cfg: &OperatorConfig,
+    producer: &Producer_,
+    prepared: &Prepared,
+    offsets: &TopicPartitionList,
+    group: &rdkafka::consumer::ConsumerGroupMetadata,
+    timeout: Duration,
+) -> Result<()> {
+    let attempt = || -> std::result::Result<(), KafkaError> {
+        producer.begin_transaction()?;
+        for o in &prepared.outputs {
+            let mut r = record(cfg, o);
+            loop {
+                match producer.send_result(r) {
+                    Ok(_) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        r = back;
+                        producer.poll(Timeout::After(Duration::from_millis(5)));
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        producer.send_offsets_to_transaction(offsets, group, timeout)?;
+        producer.commit_transaction(timeout)
+    };
+    attempt().map_err(|cause| {
+        let _ = producer.abort_transaction(timeout);
+        OperatorError::Kafka {
+            context: "exactly-once transaction (aborted; a restart resumes from the last committed batch)".into(),
+            cause,
+        }
+    })
+}

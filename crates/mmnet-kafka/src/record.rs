@@ -1,0 +1,234 @@
+//! What the operator writes: score records (schemas/score.schema.json, or Arrow IPC) and
+//! dead-letter headers.
+
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::StreamWriter;
+use base64::Engine;
+use serde::Serialize;
+
+/// Where a record came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Source<'a> {
+    /// Input topic.
+    pub topic: &'a str,
+    /// Input partition.
+    pub partition: i32,
+    /// Input offset.
+    pub offset: i64,
+    /// Row within an Arrow IPC message (absent for JSON input, one row per message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<usize>,
+}
+
+/// The model that scored a record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelRef<'a> {
+    /// `model.name` from the configuration.
+    pub name: &'a str,
+    /// SHA-256 of the model's weights and manifest (`mmnet_core::artifact::model_digest`).
+    pub digest: &'a str,
+}
+
+/// One score record (schemas/score.schema.json).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreRecord<'a> {
+    /// Input coordinates: every input offset can be accounted for.
+    pub source: Source<'a>,
+    /// The input key as UTF-8, or null (no key, or see `key_base64`).
+    pub key: Option<&'a str>,
+    /// The input key base64-encoded, when it is not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_base64: Option<String>,
+    /// Input message timestamp (ms since the epoch), if it had one.
+    pub timestamp: Option<i64>,
+    /// The model's configured score (higher = more anomalous).
+    pub mmnet_score: f32,
+    /// Attention mass on normal memory items (paper's S_sum).
+    pub s_sum: f32,
+    /// KL divergence of the attention from uniform (paper's S_KL).
+    pub s_kl: f32,
+    /// `mmnet_score > threshold`.
+    pub is_anomaly: bool,
+    /// Which model.
+    pub model: ModelRef<'a>,
+}
+
+/// Splits a key into its JSON fields: UTF-8 text, or base64 when it is binary.
+pub fn key_fields(key: Option<&[u8]>) -> (Option<&str>, Option<String>) {
+    match key {
+        None => (None, None),
+        Some(k) => match std::str::from_utf8(k) {
+            Ok(s) => (Some(s), None),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(k)),
+            ),
+        },
+    }
+}
+
+/// Schema of Arrow score output: the JSON record's fields, flattened.
+pub fn arrow_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("source_offset", DataType::Int64, false),
+        Field::new("source_row", DataType::UInt32, false),
+        Field::new("timestamp", DataType::Int64, true),
+        Field::new("mmnet_score", DataType::Float32, false),
+        Field::new("s_sum", DataType::Float32, false),
+        Field::new("s_kl", DataType::Float32, false),
+        Field::new("is_anomaly", DataType::Boolean, false),
+        Field::new("model_name", DataType::Utf8, false),
+        Field::new("model_digest", DataType::Utf8, false),
+    ]))
+}
+
+/// Scores of the rows of one input message.
+#[derive(Debug, Clone, Copy)]
+pub struct RowScores<'a> {
+    /// Row index in the message.
+    pub rows: &'a [usize],
+    /// `mmnet_score` per row.
+    pub score: &'a [f32],
+    /// S_sum per row.
+    pub s_sum: &'a [f32],
+    /// S_KL per row.
+    pub s_kl: &'a [f32],
+    /// Anomaly flag per row.
+    pub is_anomaly: &'a [bool],
+}
+
+/// One Arrow IPC stream holding the scores of one input message's rows.
+pub fn arrow_message(
+    source: &Source<'_>,
+    timestamp: Option<i64>,
+    model: &ModelRef<'_>,
+    s: RowScores<'_>,
+) -> Result<Vec<u8>, arrow::error::ArrowError> {
+    let n = s.rows.len();
+    let batch = RecordBatch::try_new(
+        arrow_schema(),
+        vec![
+            Arc::new(StringArray::from(vec![source.topic; n])),
+            Arc::new(Int32Array::from(vec![source.partition; n])),
+            Arc::new(Int64Array::from(vec![source.offset; n])),
+            Arc::new(UInt32Array::from_iter_values(s.rows.iter().map(|&r| r as u32))),
+            Arc::new(Int64Array::from(vec![timestamp; n])),
+            Arc::new(Float32Array::from(s.score.to_vec())),
+            Arc::new(Float32Array::from(s.s_sum.to_vec())),
+            Arc::new(Float32Array::from(s.s_kl.to_vec())),
+            Arc::new(BooleanArray::from(s.is_anomaly.to_vec())),
+            Arc::new(StringArray::from(vec![model.name; n])),
+            Arc::new(StringArray::from(vec![model.digest; n])),
+        ],
+    )?;
+    let mut buf = Vec::new();
+    let mut w = StreamWriter::try_new(&mut buf, &batch.schema())?;
+    w.write(&batch)?;
+    w.finish()?;
+    drop(w);
+    Ok(buf)
+}
+
+/// Header names on dead letters. The payload is the original message's, byte for byte;
+/// the original headers are kept and these are added.
+pub mod dlq_header {
+    /// Reason, e.g. `missing_feature` (see `DeadReason::as_str`).
+    pub const REASON: &str = "mmnet.dlq.reason";
+    /// Human-readable error naming the field, column or row.
+    pub const ERROR: &str = "mmnet.dlq.error";
+    /// Input topic.
+    pub const TOPIC: &str = "mmnet.source.topic";
+    /// Input partition (decimal).
+    pub const PARTITION: &str = "mmnet.source.partition";
+    /// Input offset (decimal).
+    pub const OFFSET: &str = "mmnet.source.offset";
+    /// Rows of an Arrow message that were not scored (comma-separated); absent when the
+    /// whole message was not scored.
+    pub const ROWS: &str = "mmnet.dlq.rows";
+    /// Digest of the model that rejected it.
+    pub const MODEL_DIGEST: &str = "mmnet.model.digest";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_record_matches_schema_fields() {
+        let (key, key_base64) = key_fields(Some(b"dev-7"));
+        let r = ScoreRecord {
+            source: Source {
+                topic: "t",
+                partition: 2,
+                offset: 41,
+                row: None,
+            },
+            key,
+            key_base64,
+            timestamp: Some(1700000000000),
+            mmnet_score: 0.25,
+            s_sum: -0.5,
+            s_kl: 1.0,
+            is_anomaly: false,
+            model: ModelRef {
+                name: "m",
+                digest: "ab",
+            },
+        };
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "source": {"topic": "t", "partition": 2, "offset": 41},
+                "key": "dev-7", "timestamp": 1700000000000i64,
+                "mmnet_score": 0.25, "s_sum": -0.5, "s_kl": 1.0, "is_anomaly": false,
+                "model": {"name": "m", "digest": "ab"}
+            })
+        );
+    }
+
+    #[test]
+    fn binary_keys_are_base64() {
+        assert_eq!(key_fields(Some(&[0xff, 0x00])), (None, Some("/wA=".into())));
+        assert_eq!(key_fields(None), (None, None));
+    }
+
+    #[test]
+    fn arrow_message_round_trips() {
+        let src = Source {
+            topic: "t",
+            partition: 1,
+            offset: 5,
+            row: None,
+        };
+        let model = ModelRef {
+            name: "m",
+            digest: "d",
+        };
+        let bytes = arrow_message(
+            &src,
+            None,
+            &model,
+            RowScores {
+                rows: &[0, 2],
+                score: &[1.0, 2.0],
+                s_sum: &[0.1, 0.2],
+                s_kl: &[0.3, 0.4],
+                is_anomaly: &[false, true],
+            },
+        )
+        .unwrap();
+        let mut r =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        let b = r.next().unwrap().unwrap();
+        assert_eq!(b.schema(), arrow_schema());
+        assert_eq!(b.num_rows(), 2);
+        let rows = b.column(3).as_any().downcast_ref::<UInt32Array>().unwrap();
+        assert_eq!(rows.values().to_vec(), vec![0, 2]);
+    }
+}
