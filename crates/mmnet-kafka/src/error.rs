@@ -31,18 +31,10 @@ pub enum OperatorError {
     },
     /// A score or dead letter was not acknowledged by the broker; its input offset was not
     /// committed, so a restart replays it.
-    #[error(
-        "delivery to `{topic}` failed for input {input_topic}/{partition}@{offset}: {cause} (offset not committed; a restart replays it)"
-    )]
+    #[error("delivery {what} failed: {cause} (offset not committed; a restart replays it)")]
     Delivery {
-        /// Output or dead-letter topic.
-        topic: String,
-        /// Input topic.
-        input_topic: String,
-        /// Input partition.
-        partition: i32,
-        /// Input offset.
-        offset: i64,
+        /// `to `scores` for input telemetry/0@41`.
+        what: String,
         /// librdkafka's error.
         cause: rdkafka::error::KafkaError,
     },

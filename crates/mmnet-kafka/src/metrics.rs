@@ -92,7 +92,11 @@ impl Metrics {
             health: Arc::new(AtomicU8::new(Health::Starting as u8)),
             registry: Arc::new(Registry::default()),
         };
-        r.register("messages_in", "Input messages consumed", m.messages_in.clone());
+        r.register(
+            "messages_in",
+            "Input messages consumed",
+            m.messages_in.clone(),
+        );
         r.register("records_in", "Input rows decoded", m.records_in.clone());
         r.register(
             "records_out",
@@ -106,7 +110,9 @@ impl Metrics {
         );
         for reason in DeadReason::ALL {
             // Present at zero from the start, so alerts on a rate see a series.
-            let _ = m.dead_letters.get_or_create(&vec![("reason", reason.as_str())]);
+            let _ = m
+                .dead_letters
+                .get_or_create(&vec![("reason", reason.as_str())]);
         }
         r.register(
             "dead_letters",
@@ -204,7 +210,9 @@ impl MetricsServer {
 
 impl std::fmt::Debug for MetricsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsServer").field("addr", &self.addr).finish()
+        f.debug_struct("MetricsServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -240,7 +248,11 @@ fn serve(server: &tiny_http::Server, metrics: &Metrics) {
                 );
                 (status, body, "application/json")
             }
-            _ => (404, "not found: try /metrics or /health\n".into(), "text/plain"),
+            _ => (
+                404,
+                "not found: try /metrics or /health\n".into(),
+                "text/plain",
+            ),
         };
         let mut resp = tiny_http::Response::from_string(body).with_status_code(status);
         if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()) {
@@ -274,10 +286,19 @@ mod tests {
         let srv = MetricsServer::start("127.0.0.1:0", m.clone()).unwrap();
         let body = get(&srv.addr, "/metrics");
         assert!(body.contains("mmnet_records_out_total 7"), "{body}");
-        assert!(body.contains("mmnet_dead_letters_total{reason=\"invalid_json\"} 1"), "{body}");
-        assert!(body.contains("mmnet_dead_letters_total{reason=\"oversized\"} 0"), "{body}");
+        assert!(
+            body.contains("mmnet_dead_letters_total{reason=\"invalid_json\"} 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("mmnet_dead_letters_total{reason=\"oversized\"} 0"),
+            "{body}"
+        );
         assert!(body.contains("mmnet_scoring_seconds_bucket"), "{body}");
-        assert!(get(&srv.addr, "/health").starts_with("HTTP/1.0 200") || get(&srv.addr, "/health").contains(" 200 "));
+        assert!(
+            get(&srv.addr, "/health").starts_with("HTTP/1.0 200")
+                || get(&srv.addr, "/health").contains(" 200 ")
+        );
         m.set_health(Health::Failed);
         let h = get(&srv.addr, "/health");
         assert!(h.contains(" 503 ") && h.contains("\"failed\""), "{h}");

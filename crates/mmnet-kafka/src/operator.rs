@@ -65,7 +65,11 @@ pub async fn run(
     let digest = mmnet_core::artifact::model_digest(&model)?;
     info!(model = %path.display(), digest = %digest, features = model.input_dim(), "model loaded");
     let scorer = Arc::new(Scorer {
-        decoder: Decoder::new(&model.features, cfg.input.format, cfg.input.max_message_bytes),
+        decoder: Decoder::new(
+            &model.features,
+            cfg.input.format,
+            cfg.input.max_message_bytes,
+        ),
         model,
         digest,
         name: cfg.model.name.clone(),
@@ -85,16 +89,16 @@ pub async fn run(
     );
     let txn_id = match cfg.delivery.guarantee {
         Guarantee::AtLeastOnce => None,
-        Guarantee::ExactlyOnce => Some(cfg.delivery.transactional_id.clone().unwrap_or_else(
-            || {
+        Guarantee::ExactlyOnce => {
+            Some(cfg.delivery.transactional_id.clone().unwrap_or_else(|| {
                 format!(
                     "mmnet-{}-{}-{}",
                     cfg.kafka.group,
                     cfg.kafka.input_topic,
                     hostname()
                 )
-            },
-        )),
+            }))
+        }
     };
     let producer: Producer_ = producer_config(&cfg, txn_id.as_deref())
         .create_with_context(LogContext)
@@ -126,7 +130,15 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     let result = match cfg.delivery.guarantee {
         Guarantee::AtLeastOnce => {
-            at_least_once(&cfg, &consumer, &producer, &scorer, &metrics, (stop_tx, stop_rx)).await
+            at_least_once(
+                &cfg,
+                &consumer,
+                &producer,
+                &scorer,
+                &metrics,
+                (stop_tx, stop_rx),
+            )
+            .await
         }
         Guarantee::ExactlyOnce => {
             exactly_once(&cfg, &consumer, &producer, &scorer, &metrics, stop_rx).await
@@ -138,7 +150,9 @@ pub async fn run(
     if cfg.delivery.guarantee == Guarantee::AtLeastOnce {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => warn!(error = %e, "final offset commit failed; those records will be re-scored"),
+            Err(e) => {
+                warn!(error = %e, "final offset commit failed; those records will be re-scored")
+            }
         }
     }
     if let Err(e) = producer.flush(flush_timeout) {
@@ -147,7 +161,13 @@ pub async fn run(
     consumer.unsubscribe();
     drop(consumer);
     match &result {
-        Ok(s) => info!(messages = s.messages, scores = s.scores, anomalies = s.anomalies, dead_letters = s.dead_letters, "stopped"),
+        Ok(s) => info!(
+            messages = s.messages,
+            scores = s.scores,
+            anomalies = s.anomalies,
+            dead_letters = s.dead_letters,
+            "stopped"
+        ),
         Err(_) => metrics.set_health(Health::Failed),
     }
     result
@@ -251,6 +271,16 @@ fn record<'a>(cfg: &'a OperatorConfig, o: &'a Output) -> FutureRecord<'a, [u8], 
     r
 }
 
+fn delivery_what(cfg: &OperatorConfig, o: &Output) -> String {
+    format!(
+        "to `{}` for input {}/{}@{}",
+        record(cfg, o).topic,
+        cfg.kafka.input_topic,
+        o.partition,
+        o.offset
+    )
+}
+
 /// Enqueues one record, waiting while librdkafka's queue is full (backpressure).
 async fn enqueue(producer: &Producer_, cfg: &OperatorConfig, o: &Output) -> Result<DeliveryFuture> {
     loop {
@@ -261,10 +291,7 @@ async fn enqueue(producer: &Producer_, cfg: &OperatorConfig, o: &Output) -> Resu
             }
             Err((cause, _)) => {
                 return Err(OperatorError::Delivery {
-                    topic: record(cfg, o).topic.to_string(),
-                    input_topic: cfg.kafka.input_topic.clone(),
-                    partition: o.partition,
-                    offset: o.offset,
+                    what: delivery_what(cfg, o),
                     cause,
                 });
             }
@@ -315,8 +342,12 @@ async fn at_least_once(
     };
 
     let score = {
-        let (cfg, producer, scorer, metrics) =
-            (Arc::clone(cfg), producer.clone(), Arc::clone(scorer), metrics.clone());
+        let (cfg, producer, scorer, metrics) = (
+            Arc::clone(cfg),
+            producer.clone(),
+            Arc::clone(scorer),
+            metrics.clone(),
+        );
         async move {
             while let Some(raw) = raw_rx.recv().await {
                 let mut prepared = prepare(&scorer, raw, &metrics).await.map_err(fail)?;
@@ -325,7 +356,14 @@ async fn at_least_once(
                 for o in &prepared.outputs {
                     deliveries.push(enqueue(&producer, &cfg, o).await.map_err(fail)?);
                 }
-                if fly_tx.send(InFlight { prepared, deliveries }).await.is_err() {
+                if fly_tx
+                    .send(InFlight {
+                        prepared,
+                        deliveries,
+                    })
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 if let Some(e) = poison {
@@ -340,7 +378,11 @@ async fn at_least_once(
     let commit = {
         let (cfg, consumer, metrics) = (Arc::clone(cfg), Arc::clone(consumer), metrics.clone());
         let fail = &fail;
-        async move { commit_in_order(cfg, consumer, metrics, fly_rx).await.map_err(fail) }
+        async move {
+            commit_in_order(cfg, consumer, metrics, fly_rx)
+                .await
+                .map_err(fail)
+        }
     };
 
     let (a, b, c) = tokio::join!(ingest, score, commit);
@@ -365,10 +407,7 @@ async fn commit_in_order(
                 .map_err(|_| OperatorError::Internal("producer dropped a delivery".into()))?;
             if let Err((cause, _)) = delivered {
                 return Err(OperatorError::Delivery {
-                    topic: record(&cfg, o).topic.to_string(),
-                    input_topic: cfg.kafka.input_topic.clone(),
-                    partition: o.partition,
-                    offset: o.offset,
+                    what: delivery_what(&cfg, o),
                     cause,
                 });
             }

@@ -83,10 +83,15 @@ pub async fn produce(opts: &ProduceOptions) -> Result<ProduceSummary> {
     'outer: for _ in 0..opts.repeat.max(1) {
         let table = mmnet_arrow::read::open(&opts.data, None, 4096)?;
         let key_col = match &opts.key_column {
-            Some(k) => Some(table.schema.index_of(k).map_err(|_| OperatorError::Config {
-                what: format!("--key-column {k}"),
-                reason: format!("no such column in {}", opts.data.display()),
-            })?),
+            Some(k) => Some(
+                table
+                    .schema
+                    .index_of(k)
+                    .map_err(|_| OperatorError::Config {
+                        what: format!("--key-column {k}"),
+                        reason: format!("no such column in {}", opts.data.display()),
+                    })?,
+            ),
             None => None,
         };
         for batch in table.batches {
@@ -153,7 +158,11 @@ async fn settle(pending: &mut Vec<DeliveryFuture>, topic: &str) -> Result<()> {
         match f.await {
             Ok(Ok(_)) => {}
             Ok(Err((e, _))) => return Err(OperatorError::kafka(format!("delivery to {topic}"))(e)),
-            Err(_) => return Err(OperatorError::Internal("producer dropped a delivery".into())),
+            Err(_) => {
+                return Err(OperatorError::Internal(
+                    "producer dropped a delivery".into(),
+                ));
+            }
         }
     }
     Ok(())

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{
+    BooleanArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::StreamWriter;
 use base64::Engine;
@@ -116,7 +118,9 @@ pub fn arrow_message(
             Arc::new(StringArray::from(vec![source.topic; n])),
             Arc::new(Int32Array::from(vec![source.partition; n])),
             Arc::new(Int64Array::from(vec![source.offset; n])),
-            Arc::new(UInt32Array::from_iter_values(s.rows.iter().map(|&r| r as u32))),
+            Arc::new(UInt32Array::from_iter_values(
+                s.rows.iter().map(|&r| r as u32),
+            )),
             Arc::new(Int64Array::from(vec![timestamp; n])),
             Arc::new(Float32Array::from(s.score.to_vec())),
             Arc::new(Float32Array::from(s.s_sum.to_vec())),
@@ -190,6 +194,57 @@ mod tests {
                 "model": {"name": "m", "digest": "ab"}
             })
         );
+    }
+
+    /// Every emitted field is in schemas/score.schema.json and every required one is emitted,
+    /// at each level: the schema cannot drift from the code.
+    #[test]
+    fn json_record_follows_the_shipped_schema() {
+        fn check(value: &serde_json::Value, schema: &serde_json::Value, at: &str) {
+            let props = schema["properties"].as_object().unwrap();
+            let obj = value.as_object().unwrap();
+            for k in obj.keys() {
+                assert!(props.contains_key(k), "{at}{k} is not in the schema");
+            }
+            for r in schema["required"].as_array().unwrap() {
+                assert!(
+                    obj.contains_key(r.as_str().unwrap()),
+                    "{at}{r} required but missing"
+                );
+            }
+            for (k, v) in obj {
+                if v.is_object() {
+                    check(v, &props[k], &format!("{at}{k}."));
+                }
+            }
+        }
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../schemas/score.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for (key, row) in [(Some(&b"k"[..]), None), (Some(&[0xffu8][..]), Some(3))] {
+            let (key, key_base64) = key_fields(key);
+            let r = ScoreRecord {
+                source: Source {
+                    topic: "t",
+                    partition: 0,
+                    offset: 1,
+                    row,
+                },
+                key,
+                key_base64,
+                timestamp: None,
+                mmnet_score: 1.0,
+                s_sum: 0.0,
+                s_kl: 0.0,
+                is_anomaly: true,
+                model: ModelRef {
+                    name: "m",
+                    digest: "d",
+                },
+            };
+            check(&serde_json::to_value(&r).unwrap(), &schema, "");
+        }
     }
 
     #[test]

@@ -88,7 +88,11 @@ impl Broker {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&b.addr).is_err() {
-            assert!(Instant::now() < deadline, "Tansu did not listen on {}", b.addr);
+            assert!(
+                Instant::now() < deadline,
+                "Tansu did not listen on {}",
+                b.addr
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         b
@@ -117,8 +121,15 @@ impl Broker {
     /// Every (partition, offset) of the first `n` records of `topic`, read back. (Tansu's
     /// ListOffsets does not report true high watermarks, so tests count records instead.)
     pub fn offsets(&self, topic: &str, n: usize) -> BTreeSet<(i32, i64)> {
-        let got = read_until(&self.addr, topic, Duration::from_secs(120), |r| r.len() >= n);
-        assert_eq!(got.len(), n, "{topic} holds {} records, expected {n}", got.len());
+        let got = read_until(&self.addr, topic, Duration::from_secs(120), |r| {
+            r.len() >= n
+        });
+        assert_eq!(
+            got.len(),
+            n,
+            "{topic} holds {} records, expected {n}",
+            got.len()
+        );
         got.iter().map(|r| (r.partition, r.offset)).collect()
     }
 
@@ -133,9 +144,7 @@ impl Broker {
         for p in 0..partitions {
             tpl.add_partition(topic, p);
         }
-        let got = c
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .unwrap();
+        let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
         // Convert before the consumer drops: a live list blocks rd_kafka_destroy.
         let map = got.to_topic_map();
         drop(got);
@@ -149,13 +158,13 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if std::thread::panicking() {
-            if let Ok(log) = std::fs::read_to_string(&self.log) {
-                let tail: Vec<_> = log.lines().rev().take(20).collect();
-                eprintln!("--- tansu log tail ---");
-                for l in tail.into_iter().rev() {
-                    eprintln!("{l}");
-                }
+        if std::thread::panicking()
+            && let Ok(log) = std::fs::read_to_string(&self.log)
+        {
+            let tail: Vec<_> = log.lines().rev().take(20).collect();
+            eprintln!("--- tansu log tail ---");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
             }
         }
     }
@@ -210,11 +219,8 @@ pub fn read_until(
     let mut out = Vec::new();
     let mut ask = true;
     while Instant::now() < deadline {
-        if ask {
-            if done(&out) {
-                break;
-            }
-            ask = false;
+        if ask && done(&out) {
+            break;
         }
         match c.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
@@ -225,7 +231,8 @@ pub fn read_until(
                             .map(|x| {
                                 (
                                     x.key.to_string(),
-                                    String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .to_string(),
                                 )
                             })
                             .collect()
@@ -303,7 +310,8 @@ pub fn model() -> PathBuf {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL
         .get_or_init(|| {
-            let dir = std::env::temp_dir().join(format!("mmnet-kafka-model-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("mmnet-kafka-model-{}", std::process::id()));
             let data = root().join("data/spambase.parquet");
             ok(&[
                 "train",
@@ -393,7 +401,11 @@ impl Operator {
     pub fn wait_assigned(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.metric("mmnet_assigned_partitions") < 1.0 {
-            assert!(Instant::now() < deadline, "no partition assigned:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no partition assigned:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -402,7 +414,11 @@ impl Operator {
     pub fn wait_scored(&self, n: f64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.metric("mmnet_records_out_total") < n {
-            assert!(Instant::now() < deadline, "fewer than {n} scores:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} scores:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -414,8 +430,7 @@ impl Operator {
     /// SIGTERM, then wait; returns whether it exited with success.
     pub fn terminate(mut self) -> bool {
         signal(&self.child, "TERM");
-        let status = wait_timeout(&mut self.child, Duration::from_secs(40));
-        status
+        wait_timeout(&mut self.child, Duration::from_secs(40))
     }
 
     pub fn kill9(mut self) {
@@ -446,7 +461,10 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> bool {
         if let Some(s) = child.try_wait().unwrap() {
             return s.success();
         }
-        assert!(Instant::now() < deadline, "operator did not stop within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "operator did not stop within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
