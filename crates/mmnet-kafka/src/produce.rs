@@ -11,7 +11,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use tracing::info;
+use tracing::debug;
 
 use crate::clients::LogContext;
 use crate::error::{OperatorError, Result};
@@ -128,7 +128,7 @@ pub async fn produce(opts: &ProduceOptions) -> Result<ProduceSummary> {
         .flush(Duration::from_secs(30))
         .map_err(OperatorError::kafka("flushing"))?;
     let seconds = start.elapsed().as_secs_f64();
-    info!(rows, messages, seconds, "produced");
+    debug!(rows, messages, seconds, "produced");
     Ok(ProduceSummary {
         rows,
         messages,

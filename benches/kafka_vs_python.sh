@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# make bench-kafka: `mmnet kafka` next to a Python consumer (confluent-kafka + numpy, the same
+# weights) on one Tansu broker, in one run. A benchmark, not a test: it prints numbers and
+# ratios and writes them to $OUT/results.md.
+#
+#   1. throughput: N JSON records are waiting on a 3-partition topic; each operator scores all
+#      of them; a reader on the score topic times first to last arrival (group join excluded).
+#   2. latency: records offered at RATE/s while the operator is running; p50/p99 of arrival
+#      time minus the input's timestamp (both operators copy it onto their score records).
+#   3. agreement: numpy recomputes mmnet's scores from the input messages (max |diff| <= 1e-4).
+set -euo pipefail
+MMNET=${1:-target/release/mmnet}
+OUT=${2:-out/bench-kafka}
+N=${N:-100000}
+RATE=${RATE:-2000}
+SECONDS_AT_RATE=${SECONDS_AT_RATE:-15}
+TANSU=.tools/bin/tansu
+VENV=.tools/bench-venv
+rm -rf "$OUT" && mkdir -p "$OUT"
+say() { printf '\n== %s\n' "$*"; }
+
+if [[ ! -x $VENV/bin/python ]]; then
+  say "python baseline environment ($VENV): confluent-kafka, numpy, safetensors"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet 'confluent-kafka>=2.6' 'numpy>=1.26' 'safetensors>=0.4'
+fi
+PY="$VENV/bin/python benches/kafka_baseline.py"
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+B=127.0.0.1:$PORT
+$TANSU broker --listener-url tcp://$B --advertised-listener-url tcp://$B \
+  --storage-engine memory://tansu/ >"$OUT/tansu.log" 2>&1 &
+PIDS=($!)
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+until (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do sleep 0.1; done
+for t in in out_mmnet out_py lat_in_mmnet lat_out_mmnet lat_in_py lat_out_py; do
+  $TANSU topic create --broker tcp://$B --partitions 3 $t >/dev/null
+done
+X=(-X session.timeout.ms=6000 -X heartbeat.interval.ms=1000)
+
+say "model: Spambase (57 features), memory 32"
+"$MMNET" train --data data/spambase.parquet --memory-size 32 --epochs 20 --out "$OUT/model" --quiet
+
+say "produce $N JSON records"
+"$MMNET" produce --data data/spambase.parquet --brokers $B --topic in --repeat $(( N / 4207 + 1 )) --limit $N
+
+start_mmnet() { # input output group
+  "$MMNET" kafka --model "$OUT/model" --brokers $B --input-topic "$1" --output-topic "$2" --group "$3" \
+    --metrics-listen "" "${X[@]}" 2>>"$OUT/mmnet.log" &
+  PIDS+=($!); echo $!
+}
+start_py() {
+  $PY consume --model "$OUT/model" --brokers $B --input "$1" --output "$2" --group "$3" 2>>"$OUT/python.log" &
+  PIDS+=($!); echo $!
+}
+stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
+
+say "throughput: mmnet"
+pid=$(start_mmnet in out_mmnet g_mmnet)
+$PY measure --brokers $B --topic out_mmnet --n $N | tee "$OUT/tput_mmnet.json"
+stop "$pid"
+say "throughput: python"
+pid=$(start_py in out_py g_py)
+$PY measure --brokers $B --topic out_py --n $N | tee "$OUT/tput_py.json"
+stop "$pid"
+
+L=$(( RATE * SECONDS_AT_RATE ))
+for who in mmnet py; do
+  say "latency at $RATE records/s for ${SECONDS_AT_RATE} s: $who"
+  if [[ $who == mmnet ]]; then pid=$(start_mmnet lat_in_mmnet lat_out_mmnet l_mmnet); else pid=$(start_py lat_in_py lat_out_py l_py); fi
+  sleep 6 # group join, so the offered rate meets a running operator
+  $PY measure --brokers $B --topic lat_out_$who --n $L >"$OUT/lat_$who.json" &
+  m=$!
+  "$MMNET" produce --data data/spambase.parquet --brokers $B --topic lat_in_$who --repeat $(( L / 4207 + 1 )) --limit $L --rate $RATE >/dev/null
+  wait $m
+  cat "$OUT/lat_$who.json"
+  stop "$pid"
+done
+
+say "agreement: numpy recomputes mmnet's scores"
+$PY check --model "$OUT/model" --brokers $B --input in --scores out_mmnet --n 5000 --total $N | tee "$OUT/check.json"
+
+python3 - "$OUT" "$N" "$RATE" <<'EOF'
+import json, sys, platform, os
+out, n, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+j = lambda f: json.load(open(f"{out}/{f}"))
+tm, tp, lm, lp, ck = j("tput_mmnet.json"), j("tput_py.json"), j("lat_mmnet.json"), j("lat_py.json"), j("check.json")
+ratio = tm["records_per_s"] / tp["records_per_s"]
+lines = [
+    f"# Kafka operator benchmark ({n} JSON records, Spambase model, Tansu broker, {os.cpu_count()} cores)",
+    "",
+    "| | mmnet kafka | Python (confluent-kafka + numpy) | ratio |",
+    "|---|---|---|---|",
+    f"| throughput, records/s | {tm['records_per_s']:,.0f} | {tp['records_per_s']:,.0f} | **{ratio:.1f}x** |",
+    f"| latency p50 at {rate}/s, ms | {lm['p50_ms']:.1f} | {lp['p50_ms']:.1f} | |",
+    f"| latency p99 at {rate}/s, ms | {lm['p99_ms']:.1f} | {lp['p99_ms']:.1f} | |",
+    "",
+    f"Scores agree: numpy recomputed {ck['compared']} of mmnet's scores, max |diff| = {ck['max_abs_diff']:.2e}.",
+    f"All records arrived: mmnet {tm['complete']}/{lm['complete']}, python {tp['complete']}/{lp['complete']} (throughput/latency runs).",
+]
+open(f"{out}/results.md", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+EOF
