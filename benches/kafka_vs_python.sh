@@ -6,7 +6,8 @@
 #   1. throughput: N JSON records are waiting on a 3-partition topic; each operator scores all
 #      of them; a reader on the score topic times first to last arrival (group join excluded).
 #   2. latency: records offered at RATE/s while the operator is running; p50/p99 of arrival
-#      time minus the input's timestamp (both operators copy it onto their score records).
+#      time minus the input's timestamp (both operators copy it onto their score records),
+#      after the first 10 % (the producer's own start-up holds its first records ~1 s).
 #   3. agreement: numpy recomputes mmnet's scores from the input messages (max |diff| <= 1e-4).
 set -euo pipefail
 MMNET=${1:-target/release/mmnet}
@@ -37,7 +38,10 @@ until (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do sleep 0.1; done
 for t in in out_mmnet out_py lat_in_mmnet lat_out_mmnet lat_in_py lat_out_py; do
   $TANSU topic create --broker tcp://$B --partitions 3 $t >/dev/null
 done
-X=(-X session.timeout.ms=6000 -X heartbeat.interval.ms=1000)
+# Tansu answers a fetch only after fetch.wait.max.ms even when data is there (Kafka answers
+# as soon as fetch.min.bytes arrive), so every consumer here, both operators and the
+# reader, waits at most 10 ms.
+X=(-X session.timeout.ms=6000 -X heartbeat.interval.ms=1000 -X fetch.wait.max.ms=10)
 
 say "model: Spambase (57 features), memory 32"
 "$MMNET" train --data data/spambase.parquet --memory-size 32 --epochs 20 --out "$OUT/model" --quiet
@@ -45,32 +49,34 @@ say "model: Spambase (57 features), memory 32"
 say "produce $N JSON records"
 "$MMNET" produce --data data/spambase.parquet --brokers $B --topic in --repeat $(( N / 4207 + 1 )) --limit $N
 
+# Both start in the background of this shell (not in $(...), which would wait for them) and
+# leave their pid in $pid.
 start_mmnet() { # input output group
   "$MMNET" kafka --model "$OUT/model" --brokers $B --input-topic "$1" --output-topic "$2" --group "$3" \
-    --metrics-listen "" "${X[@]}" 2>>"$OUT/mmnet.log" &
-  PIDS+=($!); echo $!
+    --metrics-listen "" "${X[@]}" >/dev/null 2>>"$OUT/mmnet.log" &
+  pid=$!; PIDS+=($pid)
 }
 start_py() {
-  $PY consume --model "$OUT/model" --brokers $B --input "$1" --output "$2" --group "$3" 2>>"$OUT/python.log" &
-  PIDS+=($!); echo $!
+  $PY consume --model "$OUT/model" --brokers $B --input "$1" --output "$2" --group "$3" >/dev/null 2>>"$OUT/python.log" &
+  pid=$!; PIDS+=($pid)
 }
 stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 
 say "throughput: mmnet"
-pid=$(start_mmnet in out_mmnet g_mmnet)
+start_mmnet in out_mmnet g_mmnet
 $PY measure --brokers $B --topic out_mmnet --n $N | tee "$OUT/tput_mmnet.json"
 stop "$pid"
 say "throughput: python"
-pid=$(start_py in out_py g_py)
+start_py in out_py g_py
 $PY measure --brokers $B --topic out_py --n $N | tee "$OUT/tput_py.json"
 stop "$pid"
 
 L=$(( RATE * SECONDS_AT_RATE ))
 for who in mmnet py; do
   say "latency at $RATE records/s for ${SECONDS_AT_RATE} s: $who"
-  if [[ $who == mmnet ]]; then pid=$(start_mmnet lat_in_mmnet lat_out_mmnet l_mmnet); else pid=$(start_py lat_in_py lat_out_py l_py); fi
+  if [[ $who == mmnet ]]; then start_mmnet lat_in_mmnet lat_out_mmnet l_mmnet; else start_py lat_in_py lat_out_py l_py; fi
   sleep 6 # group join, so the offered rate meets a running operator
-  $PY measure --brokers $B --topic lat_out_$who --n $L >"$OUT/lat_$who.json" &
+  $PY measure --brokers $B --topic lat_out_$who --n $L --warmup 0.1 >"$OUT/lat_$who.json" &
   m=$!
   "$MMNET" produce --data data/spambase.parquet --brokers $B --topic lat_in_$who --repeat $(( L / 4207 + 1 )) --limit $L --rate $RATE >/dev/null
   wait $m
