@@ -9,9 +9,13 @@ use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 
 use crate::config::OutputFormat;
-use crate::decode::{DeadReason, Decoder};
+use crate::decode::{DeadReason, Decoded, Decoder};
 use crate::error::{OperatorError, Result};
 use crate::record::{self, ModelRef, RowScores, ScoreRecord, Source, dlq_header};
+
+/// Messages per parallel decode/encode chunk: a quarter of a default batch, so two cores
+/// share a batch and small batches (low traffic) stay on one thread.
+const PAR_MESSAGES: usize = 256;
 
 /// Messages consumed together.
 #[derive(Debug)]
@@ -122,62 +126,101 @@ impl Scorer {
     /// Decodes, scores and encodes one batch. A record that cannot be scored without a
     /// dead-letter topic ends the batch early ([`Prepared::poison`]).
     pub fn prepare(&self, raw: RawBatch) -> Result<Prepared> {
+        use rayon::prelude::*;
         let d = self.decoder.width();
-        let mut x = Vec::with_capacity(raw.messages.len() * d);
-        let decoded: Vec<_> = raw
+        // Decode and encode are per message and most of the CPU time (JSON parsing and
+        // writing): both run on every core in chunks; scoring runs once for the batch.
+        let parts: Vec<(Vec<f32>, Vec<Decoded>)> = raw
             .messages
-            .iter()
-            .map(|m| self.decoder.decode(m.payload(), &mut x))
+            .par_chunks(PAR_MESSAGES)
+            .map(|chunk| {
+                let mut x = Vec::with_capacity(chunk.len() * d);
+                let dec = chunk
+                    .iter()
+                    .map(|m| self.decoder.decode(m.payload(), &mut x))
+                    .collect();
+                (x, dec)
+            })
             .collect();
+        let mut x = Vec::with_capacity(raw.messages.len() * d);
+        let mut decoded = Vec::with_capacity(raw.messages.len());
+        for (px, pd) in parts {
+            x.extend_from_slice(&px);
+            decoded.extend(pd);
+        }
         let n = x.len() / d;
         let view = ArrayView2::from_shape((n, d), &x)
             .map_err(|e| OperatorError::Internal(format!("feature buffer: {e}")))?;
         let scored = self.model.score(view, false, self.threshold)?;
+
+        // A record that cannot be scored, with nowhere to send it, cuts the batch there.
+        let mut poison = None;
+        let mut messages = raw.messages.len();
+        if !self.has_dlq
+            && let Some(i) = decoded.iter().position(|dec| dec.dead.is_some())
+        {
+            let (m, dead) = (&raw.messages[i], decoded[i].dead.as_ref());
+            poison = dead.map(|dead| OperatorError::Unscorable {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+                reason: dead.reason.as_str(),
+                detail: dead.detail.clone(),
+            });
+            messages = i;
+        }
+        // Where each message's rows start in the scored batch.
+        let mut starts = Vec::with_capacity(messages + 1);
+        let mut at = 0;
+        for dec in &decoded[..messages] {
+            starts.push(at);
+            at += dec.rows.len();
+        }
+        let scored_rows = at;
         let model = ModelRef {
             name: &self.name,
             digest: &self.digest,
         };
-        let mut outputs = Vec::with_capacity(n + 8);
+        let encoded: Vec<Result<Vec<Output>>> = (0..messages)
+            .collect::<Vec<_>>()
+            .par_chunks(PAR_MESSAGES)
+            .map(|idx| {
+                let mut outputs = Vec::with_capacity(idx.len() + 1);
+                for &i in idx {
+                    let (m, dec) = (&raw.messages[i], &decoded[i]);
+                    let timestamp = m.timestamp().to_millis();
+                    let range = starts[i]..starts[i] + dec.rows.len();
+                    if !range.is_empty() {
+                        let s = RowScores {
+                            rows: &dec.rows,
+                            score: &scored.score[range.clone()],
+                            s_sum: &scored.raw.s_sum[range.clone()],
+                            s_kl: &scored.raw.s_kl[range.clone()],
+                            is_anomaly: &scored.is_anomaly[range],
+                        };
+                        self.encode_scores(m, dec.arrow, timestamp, &model, s, &mut outputs)?;
+                    }
+                    if let Some(dead) = &dec.dead {
+                        outputs.push(self.dead_letter(m, dead, timestamp));
+                    }
+                }
+                Ok(outputs)
+            })
+            .collect();
+        let mut outputs = Vec::with_capacity(scored_rows + 8);
+        for e in encoded {
+            outputs.extend(e?);
+        }
         let mut offsets = BTreeMap::new();
         let mut rows = 0;
-        let mut first = 0;
-        let mut messages = 0;
-        let mut poison = None;
-        for (m, dec) in raw.messages.iter().zip(&decoded) {
-            if let (Some(dead), false) = (&dec.dead, self.has_dlq) {
-                poison = Some(OperatorError::Unscorable {
-                    topic: m.topic().to_string(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    reason: dead.reason.as_str(),
-                    detail: dead.detail.clone(),
-                });
-                break;
-            }
-            messages += 1;
+        for (m, dec) in raw.messages[..messages].iter().zip(&decoded) {
             offsets.insert(m.partition(), m.offset());
-            let timestamp = m.timestamp().to_millis();
-            let k = dec.rows.len();
-            let range = first..first + k;
-            first += k;
-            rows += k + dec
-                .dead
-                .as_ref()
-                .and_then(|x| x.rows.as_ref())
-                .map_or(0, Vec::len);
-            if k > 0 {
-                let s = RowScores {
-                    rows: &dec.rows,
-                    score: &scored.score[range.clone()],
-                    s_sum: &scored.raw.s_sum[range.clone()],
-                    s_kl: &scored.raw.s_kl[range.clone()],
-                    is_anomaly: &scored.is_anomaly[range],
-                };
-                self.encode_scores(m, dec.arrow, timestamp, &model, s, &mut outputs)?;
-            }
-            if let Some(dead) = &dec.dead {
-                outputs.push(self.dead_letter(m, dead, timestamp));
-            }
+            rows += dec.rows.len()
+                + dec
+                    .dead
+                    .as_ref()
+                    .and_then(|x| x.rows.as_ref())
+                    .map_or(0, Vec::len);
         }
         Ok(Prepared {
             started: raw.started,
@@ -185,7 +228,7 @@ impl Scorer {
             offsets,
             messages,
             rows,
-            scored_rows: first,
+            scored_rows,
             poison,
         })
     }
