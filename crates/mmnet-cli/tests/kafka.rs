@@ -236,6 +236,17 @@ fn json_row(features: &[String], f: impl Fn(&str) -> String) -> Vec<u8> {
     format!("{{\"device\": \"d1\", {}}}", fields.join(", ")).into_bytes()
 }
 
+/// A valid row except that the first feature holds `value` (raw JSON text).
+fn first_is(features: &[String], value: &str) -> Vec<u8> {
+    json_row(features, |n| {
+        if n == features[0] {
+            value.into()
+        } else {
+            "0.5".into()
+        }
+    })
+}
+
 fn features() -> Vec<String> {
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(model().join("manifest.json")).unwrap())
@@ -289,7 +300,6 @@ fn malformed_records_go_to_the_dead_letter_topic_with_reasons() {
         broker.create_topic(t, 1);
     }
     let f = features();
-    let first = f[0].clone();
     let without_first: Vec<String> = f[1..].to_vec();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("valid", json_row(&f, |_| "0.5".into()), ""),
@@ -304,39 +314,9 @@ fn malformed_records_go_to_the_dead_letter_topic_with_reasons() {
             json_row(&without_first, |_| "0.5".into()),
             "missing_feature",
         ),
-        (
-            "non_numeric",
-            json_row(&f, |n| {
-                if n == first {
-                    "\"high\"".into()
-                } else {
-                    "0.5".into()
-                }
-            }),
-            "non_numeric",
-        ),
-        (
-            "null",
-            json_row(&f, |n| {
-                if n == first {
-                    "null".into()
-                } else {
-                    "0.5".into()
-                }
-            }),
-            "null_value",
-        ),
-        (
-            "nan",
-            json_row(&f, |n| {
-                if n == first {
-                    "NaN".into()
-                } else {
-                    "0.5".into()
-                }
-            }),
-            "non_finite",
-        ),
+        ("non_numeric", first_is(&f, "\"high\""), "non_numeric"),
+        ("null", first_is(&f, "null"), "null_value"),
+        ("nan", first_is(&f, "NaN"), "non_finite"),
         ("empty", Vec::new(), "empty"),
         ("oversized", vec![b' '; 200_000], "oversized"),
         (
