@@ -16,6 +16,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: the operator allocates per message (payload copies,
+/// encoded records), and the allocator was ~12 % of its CPU profile.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Semi-supervised anomaly scoring with MMNet (Masked Memory Network).
 #[derive(Debug, Parser)]
 #[command(name = "mmnet", version, about, long_about = None)]

@@ -281,7 +281,9 @@ impl Scorer {
                         is_anomaly: s.is_anomaly[i],
                         model: model.clone(),
                     };
-                    let payload = serde_json::to_vec(&r)
+                    // Sized for a typical record (~300 bytes): no regrowth while writing.
+                    let mut payload = Vec::with_capacity(384);
+                    serde_json::to_writer(&mut payload, &r)
                         .map_err(|e| OperatorError::Internal(format!("encoding JSON: {e}")))?;
                     outputs.push(base(payload, 1, usize::from(s.is_anomaly[i])));
                 }
