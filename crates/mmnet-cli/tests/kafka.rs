@@ -498,3 +498,37 @@ fn arrow_ipc_in_and_out() {
     assert_eq!(scores.len(), 18);
     assert_eq!(rows, 4207);
 }
+
+#[test]
+fn bad_operator_arguments_fail_with_one_clear_line() {
+    let out = mmnet(&[
+        "kafka",
+        "--model",
+        "/nonexistent",
+        "--input-topic",
+        "a",
+        "--output-topic",
+        "b",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("no such model directory").count(), 1, "{err}");
+    let out = mmnet(&["kafka", "--input-topic", "a", "--output-topic", "b"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("model.path: no model given"));
+    let out = mmnet(&[
+        "kafka",
+        "--model",
+        "m",
+        "--input-topic",
+        "a",
+        "--output-topic",
+        "a",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must differ from the input topic"));
+    let out = mmnet(&["produce", "--data", "/nonexistent.parquet", "--topic", "t"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.matches("/nonexistent.parquet").count() == 1,
+        "{err}"
+    );
+}

@@ -15,11 +15,11 @@ pub enum OperatorError {
         /// What is wrong.
         reason: String,
     },
-    /// The model could not be loaded.
-    #[error("model: {0}")]
+    /// The model could not be loaded (the message names the model path).
+    #[error(transparent)]
     Model(#[from] mmnet_core::CoreError),
     /// Reading the input table (`mmnet produce`).
-    #[error("{0}")]
+    #[error(transparent)]
     Table(#[from] mmnet_arrow::TableError),
     /// librdkafka refused a call.
     #[error("kafka: {context}: {cause}")]
