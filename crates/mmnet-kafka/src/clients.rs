@@ -1,13 +1,18 @@
 //! librdkafka clients as the operator configures them, and the callbacks that feed metrics
 //! and logs.
 
+use std::time::Duration;
+
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::types::RDKafkaErrorCode;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Guarantee, OperatorConfig};
@@ -64,9 +69,7 @@ impl ConsumerContext for OperatorContext {
         match result {
             Ok(()) => debug!(offsets = %partitions(offsets), "offsets committed"),
             // Nothing stored since the last commit: not an error.
-            Err(rdkafka::error::KafkaError::ConsumerCommit(
-                rdkafka::types::RDKafkaErrorCode::NoOffset,
-            )) => {}
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => warn!(error = %e, "offset commit failed; the next commit retries"),
         }
     }
@@ -144,19 +147,47 @@ pub fn consumer_config(cfg: &OperatorConfig) -> ClientConfig {
 
 /// Producer settings: idempotent, key-hashed like the Java client, then the user's.
 pub fn producer_config(cfg: &OperatorConfig, transactional_id: Option<&str>) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.brokers)
-        .set("client.id", &cfg.kafka.client_id)
-        // No duplicates or reordering from internal retries.
-        .set("enable.idempotence", "true")
-        // Same key -> same partition as Java/Kafka Streams producers would choose.
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5");
+    let mut c = base_producer_config(&cfg.kafka.brokers);
+    c.set("client.id", &cfg.kafka.client_id);
     if let Some(id) = transactional_id {
         c.set("transactional.id", id);
     }
     apply(&mut c, cfg.librdkafka.iter().chain(cfg.producer.iter()));
     c
+}
+
+/// Settings every mmnet producer uses (the operator and `mmnet produce`).
+pub fn base_producer_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        // No duplicates or reordering from internal retries.
+        .set("enable.idempotence", "true")
+        // Same key -> same partition as Java/Kafka Streams producers would choose.
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5");
+    c
+}
+
+/// Enqueues a record, waiting while librdkafka's queue is full (backpressure: the caller
+/// stops until the producer catches up). Other errors are returned as they are.
+pub async fn send_when_queued<K, P>(
+    producer: &FutureProducer<LogContext>,
+    mut record: FutureRecord<'_, K, P>,
+) -> Result<DeliveryFuture, KafkaError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }
 
 fn apply<'a>(c: &mut ClientConfig, props: impl Iterator<Item = (&'a String, &'a String)>) {

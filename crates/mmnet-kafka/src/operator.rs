@@ -30,7 +30,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::batch::{Destination, Output, Prepared, RawBatch, Scorer};
-use crate::clients::{LogContext, OperatorContext, consumer_config, producer_config};
+use crate::clients::{
+    LogContext, OperatorContext, consumer_config, producer_config, send_when_queued,
+};
 use crate::config::{Guarantee, OperatorConfig};
 use crate::decode::Decoder;
 use crate::error::{OperatorError, Result};
@@ -219,11 +221,11 @@ async fn collect(
     stop: &mut watch::Receiver<bool>,
     metrics: &Metrics,
 ) -> (RawBatch, bool) {
-    let mut batch = RawBatch::new();
     let Some(Some(first)) = next_message(consumer, stop, None).await else {
-        return (batch, true);
+        return (RawBatch::new(), true);
     };
-    batch = RawBatch::new();
+    // Started when the first message is here: waiting for it is not batch latency.
+    let mut batch = RawBatch::new();
     batch.push(first);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(cfg.batch.linger_ms);
     let mut stopping = false;
@@ -253,12 +255,15 @@ async fn prepare(scorer: &Arc<Scorer>, raw: RawBatch, metrics: &Metrics) -> Resu
     Ok(p)
 }
 
-fn record<'a>(cfg: &'a OperatorConfig, o: &'a Output) -> FutureRecord<'a, [u8], [u8]> {
-    let topic = match o.destination {
+fn topic<'a>(cfg: &'a OperatorConfig, o: &Output) -> &'a str {
+    match o.destination {
         Destination::Scores => cfg.kafka.output_topic.as_str(),
         Destination::DeadLetters(_) => cfg.kafka.dlq_topic.as_deref().unwrap_or_default(),
-    };
-    let mut r = FutureRecord::to(topic).payload(o.payload.as_slice());
+    }
+}
+
+fn record<'a>(cfg: &'a OperatorConfig, o: &'a Output) -> FutureRecord<'a, [u8], [u8]> {
+    let mut r = FutureRecord::to(topic(cfg, o)).payload(o.payload.as_slice());
     if let Some(k) = &o.key {
         r = r.key(k.as_slice());
     }
@@ -274,7 +279,7 @@ fn record<'a>(cfg: &'a OperatorConfig, o: &'a Output) -> FutureRecord<'a, [u8], 
 fn delivery_what(cfg: &OperatorConfig, o: &Output) -> String {
     format!(
         "to `{}` for input {}/{}@{}",
-        record(cfg, o).topic,
+        topic(cfg, o),
         cfg.kafka.input_topic,
         o.partition,
         o.offset
@@ -283,20 +288,12 @@ fn delivery_what(cfg: &OperatorConfig, o: &Output) -> String {
 
 /// Enqueues one record, waiting while librdkafka's queue is full (backpressure).
 async fn enqueue(producer: &Producer_, cfg: &OperatorConfig, o: &Output) -> Result<DeliveryFuture> {
-    loop {
-        match producer.send_result(record(cfg, o)) {
-            Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((cause, _)) => {
-                return Err(OperatorError::Delivery {
-                    what: delivery_what(cfg, o),
-                    cause,
-                });
-            }
-        }
-    }
+    send_when_queued(producer, record(cfg, o))
+        .await
+        .map_err(|cause| OperatorError::Delivery {
+            what: delivery_what(cfg, o),
+            cause,
+        })
 }
 
 /// A batch whose records are enqueued, awaiting acknowledgements.
@@ -426,11 +423,12 @@ async fn commit_in_order(
 }
 
 fn account(summary: &mut RunSummary, metrics: &Metrics, p: &Prepared) {
+    let (mut scores, mut anomalies) = (0u64, 0u64);
     for o in &p.outputs {
         match o.destination {
             Destination::Scores => {
-                summary.scores += o.scores as u64;
-                summary.anomalies += o.anomalies as u64;
+                scores += o.scores as u64;
+                anomalies += o.anomalies as u64;
             }
             Destination::DeadLetters(reason) => {
                 summary.dead_letters += 1;
@@ -441,10 +439,10 @@ fn account(summary: &mut RunSummary, metrics: &Metrics, p: &Prepared) {
             }
         }
     }
-    let scores: usize = p.outputs.iter().map(|o| o.scores).sum();
-    let anomalies: usize = p.outputs.iter().map(|o| o.anomalies).sum();
-    metrics.records_out.inc_by(scores as u64);
-    metrics.anomalies.inc_by(anomalies as u64);
+    summary.scores += scores;
+    summary.anomalies += anomalies;
+    metrics.records_out.inc_by(scores);
+    metrics.anomalies.inc_by(anomalies);
     summary.messages += p.messages as u64;
     metrics
         .batch_latency_seconds

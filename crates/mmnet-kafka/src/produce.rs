@@ -7,13 +7,10 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, RecordBatch};
 use arrow::ipc::writer::StreamWriter;
-use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use tracing::debug;
 
-use crate::clients::LogContext;
+use crate::clients::{LogContext, base_producer_config, send_when_queued};
 use crate::error::{OperatorError, Result};
 
 /// Message format.
@@ -64,11 +61,7 @@ pub struct ProduceSummary {
 
 /// Produces the table, waits for every acknowledgement, and fails on the first failed one.
 pub async fn produce(opts: &ProduceOptions) -> Result<ProduceSummary> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &opts.brokers)
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5");
+    let mut cfg = base_producer_config(&opts.brokers);
     for (k, v) in &opts.librdkafka {
         cfg.set(k, v);
     }
@@ -113,7 +106,11 @@ pub async fn produce(opts: &ProduceOptions) -> Result<ProduceSummary> {
                     ProduceFormat::Json => i,
                     ProduceFormat::Arrow => i * opts.rows_per_message.max(1),
                 }];
-                pending.push(send(&producer, &opts.topic, key, &payload).await?);
+                let record = FutureRecord::to(&opts.topic).key(key).payload(&payload);
+                let delivery = send_when_queued(&producer, record)
+                    .await
+                    .map_err(OperatorError::kafka(format!("producing to {}", opts.topic)))?;
+                pending.push(delivery);
                 rows += n as u64;
                 messages += 1;
             }
@@ -134,23 +131,6 @@ pub async fn produce(opts: &ProduceOptions) -> Result<ProduceSummary> {
         messages,
         seconds,
     })
-}
-
-async fn send(
-    producer: &FutureProducer<LogContext>,
-    topic: &str,
-    key: &str,
-    payload: &[u8],
-) -> Result<DeliveryFuture> {
-    loop {
-        match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
-            Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => return Err(OperatorError::kafka(format!("producing to {topic}"))(e)),
-        }
-    }
 }
 
 async fn settle(pending: &mut Vec<DeliveryFuture>, topic: &str) -> Result<()> {
