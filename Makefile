@@ -7,7 +7,7 @@ MMNET_RELEASE := target/release/mmnet
 
 TANSU := .tools/bin/tansu
 
-.PHONY: all build release test lint fmt demo experiment bench bench-kafka tansu clean
+.PHONY: all build release test lint fmt demo experiment peers accuracy bench bench-kafka tansu clean
 
 all: build
 
@@ -44,6 +44,14 @@ demo: release tansu
 ## experiment: the paper's protocol, 10 runs, on every dataset found in $(SHARED) (long).
 experiment: release
 	@bash pipelines/experiment.sh "$(MMNET_RELEASE)" "$(SHARED)" "$(OUT)/experiment"
+
+## peers: DevNet, DeepSAD, IsolationForest on the same splits (installs a ~6 GB torch venv).
+peers: release
+	@bash pipelines/peers.sh "$(MMNET_RELEASE)" "$(SHARED)" "$(OUT)/experiment"
+
+## accuracy: experiment + peers, then docs/ACCURACY.md from their JSON.
+accuracy: experiment peers
+	@python3 benches/accuracy_report.py "$(OUT)/experiment" docs/ACCURACY.md
 
 ## bench: SQL vs kernel rows/s side by side (ROWS=1000000 by default). Scale/RSS: benches/scale_rss.sh.
 bench: release

@@ -6,6 +6,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use mmnet_arrow::{DatasetSpec, load_dataset};
 use mmnet_core::experiment::take_rows;
+use mmnet_core::params::MaskStrategy;
+use mmnet_core::scaler::Scaling;
 use mmnet_core::{FitConfig, ModelParams, ScoreConfig, ScoreVariant, TrainData, TrainParams};
 
 use crate::progress::TrainBar;
@@ -25,12 +27,21 @@ pub struct ModelOpts {
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
-    /// Score reported as mmnet_score: paper, s_sum, s_kl, mse or calibrated.
-    #[arg(long, default_value = "paper", value_parser = parse_variant)]
+    /// Score reported as mmnet_score: combined (default; robust z-scores of the anomaly
+    /// log-odds, ln MSE and -S_KL), paper (eq. 19), s_sum, s_kl, mse or calibrated.
+    #[arg(long, default_value = "combined", value_parser = parse_variant)]
     pub score: ScoreVariant,
     /// lambda in the paper's score S = -(S_sum + lambda S_KL).
     #[arg(long, default_value_t = 0.1)]
     pub lambda: f64,
+    /// Feature scaling: auto (log-compress features whose training skewness > 1, then
+    /// min-max) or minmax (the paper's protocol read literally).
+    #[arg(long, default_value = "auto", value_parser = parse_scaling)]
+    pub scaling: Scaling,
+    /// Memory masking in training: soft (the paper's L_mask), hard (each row addresses only
+    /// its own part) or none (no masking; a MemAE-like baseline). For ablations.
+    #[arg(long, default_value = "soft", value_parser = parse_mask)]
+    pub mask: MaskStrategy,
     /// Anomaly threshold = this quantile of the score over the unlabeled training rows.
     #[arg(long, default_value_t = mmnet_core::train::DEFAULT_THRESHOLD_QUANTILE)]
     pub threshold_quantile: f64,
@@ -46,6 +57,17 @@ fn parse_variant(s: &str) -> Result<ScoreVariant, String> {
     })
 }
 
+fn parse_scaling(s: &str) -> Result<Scaling, String> {
+    Scaling::from_name(s).ok_or_else(|| format!("unknown scaling `{s}` (one of: auto, minmax)"))
+}
+
+fn parse_mask(s: &str) -> Result<MaskStrategy, String> {
+    [MaskStrategy::Soft, MaskStrategy::Hard, MaskStrategy::None]
+        .into_iter()
+        .find(|m| m.name() == s)
+        .ok_or_else(|| format!("unknown mask strategy `{s}` (one of: soft, hard, none)"))
+}
+
 impl ModelOpts {
     /// The fit configuration these options describe, for `seed`.
     pub fn fit_config(&self, seed: u64) -> Result<FitConfig> {
@@ -56,7 +78,10 @@ impl ModelOpts {
             );
         }
         Ok(FitConfig {
-            model: ModelParams::default().with_memory_size(self.memory_size),
+            model: ModelParams {
+                mask: self.mask,
+                ..ModelParams::default().with_memory_size(self.memory_size)
+            },
             train: TrainParams {
                 epochs: self.epochs,
                 batch_size: self.batch_size,
@@ -69,6 +94,7 @@ impl ModelOpts {
                 lambda: self.lambda,
                 calibration: None,
             },
+            scaling: self.scaling,
             threshold_quantile: Some(self.threshold_quantile),
         })
     }

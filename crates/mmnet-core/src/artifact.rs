@@ -214,6 +214,21 @@ fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
             m.features[i], m.scaler.min[i], m.scaler.max[i]
         ));
     }
+    let lc = &m.scaler.log_compress;
+    if !lc.is_empty() && lc.len() != d {
+        return bad(format!(
+            "scaler has {} log-compression entries for {d} features",
+            lc.len()
+        ));
+    }
+    if let Some(i) = lc.iter().position(|c| {
+        c.is_some_and(|c| !(c.origin.is_finite() && c.scale > 0.0 && c.scale.is_finite()))
+    }) {
+        return bad(format!(
+            "scaler log compression for feature `{}` is invalid",
+            m.features[i]
+        ));
+    }
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = m.features.iter().find(|f| !seen.insert(f.as_str())) {
         return bad(format!("feature `{dup}` appears twice"));
@@ -221,10 +236,20 @@ fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
     if !m.threshold.value.is_finite() {
         return bad(format!("threshold {} is not finite", m.threshold.value));
     }
-    if m.score.variant == crate::score::ScoreVariant::Calibrated && m.score.calibration.is_none() {
-        return bad(
-            "score `calibrated` needs the manifest's score.calibration, which is missing".into(),
-        );
+    {
+        use crate::score::ScoreVariant;
+        let cal = m.score.calibration.as_ref();
+        let missing = match m.score.variant {
+            ScoreVariant::Calibrated => cal.is_none(),
+            ScoreVariant::Combined => cal.is_none_or(|c| c.logit_anomaly_mass.is_none()),
+            _ => false,
+        };
+        if missing {
+            return bad(format!(
+                "score `{}` needs the training statistics in the manifest's score.calibration, which are missing (retrain, or pick another score with --score)",
+                m.score.variant.name()
+            ));
+        }
     }
     if !m.score.lambda.is_finite() {
         return bad(format!("score lambda {} is not finite", m.score.lambda));

@@ -13,7 +13,7 @@ use crate::loss::{
     LossParts, kl_loss, kl_loss_backward, mask_loss, mask_loss_backward, rec_loss,
     rec_loss_backward, reconstruction_error,
 };
-use crate::params::ModelParams;
+use crate::params::{MaskStrategy, ModelParams};
 use crate::real::Real;
 use crate::shrink::{Shrunk, shrink_backward, shrink_forward};
 use crate::softmax::{softmax_backward, softmax_inplace};
@@ -157,9 +157,40 @@ pub fn attention<F: Real>(w: &Weights<F>, x: ArrayView2<F>) -> (Array2<F>, Array
     (h1, z, att)
 }
 
-/// The full forward pass.
+/// The full forward pass, as in scoring: every row addresses all K + L items.
 pub fn forward<F: Real>(w: &Weights<F>, x: ArrayView2<F>, p: &ModelParams) -> Forward<F> {
-    let (h1, z, att) = attention(w, x);
+    forward_train(w, x, &[], p)
+}
+
+/// The forward pass of training. Under [`MaskStrategy::Hard`] row i addresses only its own
+/// part of the memory (M_l when `labeled[i]`, else M_u): the other part's logits become
+/// -inf, so its softmax weights are exactly 0 and so is their gradient. Otherwise (or with
+/// an empty `labeled`) this is [`forward`].
+pub fn forward_train<F: Real>(
+    w: &Weights<F>,
+    x: ArrayView2<F>,
+    labeled: &[bool],
+    p: &ModelParams,
+) -> Forward<F> {
+    let (h1, z, att) = if p.mask == MaskStrategy::Hard && !labeled.is_empty() {
+        let mut h1 = linear_forward(x, w.enc1.view());
+        relu_inplace(&mut h1);
+        let z = linear_forward(h1.view(), w.enc2.view());
+        let mut att = linear_forward(z.view(), w.memory.view());
+        let k = p.memory_normal;
+        for (mut row, &lab) in att.axis_iter_mut(ndarray::Axis(0)).zip(labeled) {
+            let masked = if lab {
+                row.slice_mut(ndarray::s![..k])
+            } else {
+                row.slice_mut(ndarray::s![k..])
+            };
+            masked.into_iter().for_each(|v| *v = F::neg_infinity());
+        }
+        softmax_inplace(&mut att);
+        (h1, z, att)
+    } else {
+        attention(w, x)
+    };
     let shrunk = shrink_forward(att.view(), p.shrink_threshold, p.shrink_eps);
     let z_hat = shrunk.w_hat.dot(&w.memory);
     let mut h3 = linear_forward(z_hat.view(), w.dec1.view());
@@ -193,7 +224,7 @@ pub fn loss<F: Real>(fw: &Forward<F>, labeled: &[bool], p: &ModelParams) -> Loss
         rec,
         mask,
         kl,
-        total: rec + p.lambda_mask * mask + p.lambda_kl * kl,
+        total: rec + p.mask.effective_lambda_mask(p.lambda_mask) * mask + p.lambda_kl * kl,
     }
 }
 
@@ -229,7 +260,12 @@ pub fn backward<F: Real>(
         p.shrink_threshold,
         p.shrink_eps,
     );
-    mask_loss_backward(&mut dw, labeled, p.memory_normal, F::c(p.lambda_mask));
+    mask_loss_backward(
+        &mut dw,
+        labeled,
+        p.memory_normal,
+        F::c(p.mask.effective_lambda_mask(p.lambda_mask)),
+    );
     kl_loss_backward(&mut dw, fw.w.view(), p.log_guard, F::c(p.lambda_kl));
     // Softmax and addressing d = z M^T.
     let dd = softmax_backward(fw.w.view(), dw.view());
@@ -238,4 +274,36 @@ pub fn backward<F: Real>(
     let mut dh1 = linear_backward(fw.h1.view(), w.enc2.view(), dz.view(), &mut grads.enc2);
     relu_backward_inplace(fw.h1.view(), &mut dh1);
     linear_backward_weight(x, dh1.view(), &mut grads.enc1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn hard_mask_confines_each_row_to_its_part_in_training_only() {
+        let p = ModelParams {
+            hidden_dim: 8,
+            latent_dim: 4,
+            memory_normal: 3,
+            memory_anomaly: 5,
+            mask: MaskStrategy::Hard,
+            ..Default::default()
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let w: Weights<f64> = Weights::init(6, &p, &mut rng);
+        let x = Array2::from_shape_fn((4, 6), |(i, j)| ((i * 7 + j) % 5) as f64 / 5.0);
+        let labeled = [false, true, false, true];
+        let fw = forward_train(&w, x.view(), &labeled, &p);
+        for (row, &lab) in fw.w.rows().into_iter().zip(&labeled) {
+            let (mu, ml) = (row.slice(ndarray::s![..3]), row.slice(ndarray::s![3..]));
+            let (own, other) = if lab { (ml, mu) } else { (mu, ml) };
+            assert!(other.iter().all(|&v| v == 0.0), "{row}");
+            assert!((own.sum() - 1.0).abs() < 1e-12);
+        }
+        // Scoring never masks.
+        let scored = forward(&w, x.view(), &p);
+        assert!(scored.w.iter().all(|&v| v > 0.0));
+    }
 }

@@ -31,6 +31,46 @@ pub struct ModelParams {
     pub lambda_mask: f64,
     /// lambda_KL, weight of L_KL. Default 1e-4.
     pub lambda_kl: f64,
+    /// How training separates M_u from M_l. Default `soft` (the paper's method); `hard`
+    /// and `none` exist for the ablation of the paper's Table III.
+    #[serde(default)]
+    pub mask: MaskStrategy,
+}
+
+/// How training keeps unlabeled rows on M_u and labeled anomalies on M_l (paper Sec. IV-D-1).
+/// Scoring always addresses all K + L items; only training differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskStrategy {
+    /// Every row addresses all items and L_mask (weight `lambda_mask`) pulls its attention
+    /// onto its own part: the paper's soft masking.
+    #[default]
+    Soft,
+    /// Unlabeled rows address only M_u and labeled rows only M_l (the other part's logits
+    /// are -inf in training); no L_mask.
+    Hard,
+    /// No masking and no L_mask: a plain memory autoencoder (MemAE-like) with the margin
+    /// reconstruction loss.
+    None,
+}
+
+impl MaskStrategy {
+    /// Name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            MaskStrategy::Soft => "soft",
+            MaskStrategy::Hard => "hard",
+            MaskStrategy::None => "none",
+        }
+    }
+
+    /// Weight L_mask actually gets under this strategy.
+    pub fn effective_lambda_mask(self, lambda_mask: f64) -> f64 {
+        match self {
+            MaskStrategy::Soft => lambda_mask,
+            MaskStrategy::Hard | MaskStrategy::None => 0.0,
+        }
+    }
 }
 
 impl Default for ModelParams {
@@ -46,6 +86,7 @@ impl Default for ModelParams {
             margin: 5.0,
             lambda_mask: 1.0,
             lambda_kl: 1e-4,
+            mask: MaskStrategy::Soft,
         }
     }
 }

@@ -13,9 +13,9 @@ use crate::adam::Adam;
 use crate::error::{CoreError, Result};
 use crate::loss::LossParts;
 use crate::model::{EpochLoss, Model, Threshold, TrainingSummary, quantile};
-use crate::network::{Weights, backward, forward, loss};
+use crate::network::{Weights, backward, forward_train, loss};
 use crate::params::{ModelParams, TrainParams};
-use crate::scaler::MinMaxScaler;
+use crate::scaler::{MinMaxScaler, Scaling};
 use crate::score::{ScoreConfig, score_scaled};
 
 /// Training data: raw (unscaled) rows of D_u and D_l with the same feature columns.
@@ -38,6 +38,8 @@ pub struct FitConfig {
     pub train: TrainParams,
     /// Score reported as `mmnet_score`.
     pub score: ScoreConfig,
+    /// Feature scaling. Default [`Scaling::Auto`].
+    pub scaling: Scaling,
     /// Quantile of D_u scores used as anomaly threshold. `None` = 0.99.
     pub threshold_quantile: Option<f64>,
 }
@@ -133,7 +135,7 @@ pub fn fit(
     validate(&data, cfg)?;
     let start = Instant::now();
     let (mp, tp) = (&cfg.model, &cfg.train);
-    let scaler = MinMaxScaler::fit(&[data.unlabeled, data.labeled])?;
+    let scaler = MinMaxScaler::fit(&[data.unlabeled, data.labeled], cfg.scaling)?;
     let xu = scaler.transform(data.unlabeled);
     let xl = scaler.transform(data.labeled);
     let d = xu.ncols();
@@ -172,7 +174,7 @@ pub fn fit(
             }
             let x = batch.slice(ndarray::s![..total, ..]);
             let lab = &labeled[..total];
-            let fw = forward(&weights, x, mp);
+            let fw = forward_train(&weights, x, lab, mp);
             let l = loss(&fw, lab, mp);
             if !l.total.is_finite() {
                 return Err(CoreError::Diverged {
@@ -253,6 +255,6 @@ fn mean_loss(sum: &LossParts, rows: usize, mp: &ModelParams) -> LossParts {
         rec,
         mask,
         kl,
-        total: rec + mp.lambda_mask * mask + mp.lambda_kl * kl,
+        total: rec + mp.mask.effective_lambda_mask(mp.lambda_mask) * mask + mp.lambda_kl * kl,
     }
 }

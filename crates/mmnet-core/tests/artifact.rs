@@ -55,7 +55,12 @@ fn fixture_rows() -> Array2<f32> {
 
 #[test]
 fn round_trip_preserves_everything() {
-    let m = small_model();
+    let mut m = small_model();
+    // The fields newer than v1 are present: log compression (the 8 far labeled rows make
+    // every column skewed), the logit statistics of `combined`, a non-default mask.
+    assert!(m.scaler.log_compress.iter().any(Option::is_some));
+    assert!(m.score.calibration.unwrap().logit_anomaly_mass.is_some());
+    m.params.mask = mmnet_core::params::MaskStrategy::Hard;
     let dir = tempfile::tempdir().unwrap();
     let manifest = artifact::save(&m, dir.path()).unwrap();
     assert_eq!(manifest.format_version, artifact::FORMAT_VERSION);

@@ -9,8 +9,8 @@ use mmnet_core::loss::{
     kl_loss, kl_loss_backward, mask_loss, mask_loss_backward, rec_loss, rec_loss_backward,
     reconstruction_error,
 };
-use mmnet_core::network::{Weights, backward, forward, loss};
-use mmnet_core::params::ModelParams;
+use mmnet_core::network::{Weights, backward, forward_train, loss};
+use mmnet_core::params::{MaskStrategy, ModelParams};
 use mmnet_core::shrink::{shrink_backward, shrink_forward};
 use mmnet_core::softmax::{softmax_backward, softmax_inplace};
 use ndarray::{Array2, Zip};
@@ -196,8 +196,17 @@ fn loss_terms_backward_match_finite_differences() {
 
 #[test]
 fn whole_loss_backward_matches_finite_differences() {
+    for mask in [MaskStrategy::Soft, MaskStrategy::Hard, MaskStrategy::None] {
+        check_whole_loss(mask);
+    }
+}
+
+/// The training forward pass (with its masking) and the whole loss of eq. 11 against
+/// central differences, for one masking strategy.
+fn check_whole_loss(mask: MaskStrategy) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let p = ModelParams {
+        mask,
         hidden_dim: 9,
         latent_dim: 5,
         memory_normal: 4,
@@ -213,7 +222,7 @@ fn whole_loss_backward_matches_finite_differences() {
     weights.memory.mapv_inplace(|v| v * 4.0);
     let x = Array2::from_shape_simple_fn((8, d), || rng.random_range(0.0..1.0));
     let labeled = [false, false, true, false, true, false, true, false];
-    let fw = forward(&weights, x.view(), &p);
+    let fw = forward_train(&weights, x.view(), &labeled, &p);
     let mut grads = weights.zeros_like();
     backward(&weights, x.view(), &labeled, &fw, &p, &mut grads);
     let names = mmnet_core::network::TENSOR_NAMES;
@@ -222,8 +231,12 @@ fn whole_loss_backward_matches_finite_differences() {
         let n = numeric_grad(&base, |t| {
             let mut w2 = weights.clone();
             *w2.tensors_mut()[i] = t.clone();
-            loss(&forward(&w2, x.view(), &p), &labeled, &p).total
+            loss(&forward_train(&w2, x.view(), &labeled, &p), &labeled, &p).total
         });
-        assert_close(&format!("whole loss d{name}"), grads.tensors()[i], &n);
+        assert_close(
+            &format!("whole loss ({}) d{name}", mask.name()),
+            grads.tensors()[i],
+            &n,
+        );
     }
 }
