@@ -187,6 +187,40 @@ pub fn load_dataset(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
     })
 }
 
+/// Reads row `row` (0-based) of a table's `features` columns, in that order, streaming
+/// batches up to it. A row past the end, or a null / non-finite value in it, is an error
+/// naming the file (and the column and row).
+pub fn read_row(path: &Path, features: &[String], row: usize) -> Result<Array2<f32>> {
+    let schema = crate::read::read_schema(path)?;
+    check_feature_columns(path, &schema, features)?;
+    let reader = open(path, Some(features), DEFAULT_BATCH_ROWS)?;
+    let idx: Vec<usize> = (0..features.len()).collect();
+    let mut offset = 0usize;
+    for batch in reader.batches {
+        let batch = batch?;
+        let n = batch.num_rows();
+        if row < offset + n {
+            let one = batch.slice(row - offset, 1);
+            let (x, valid) = batch_features(&one, &idx)?;
+            if !valid[0] {
+                let (column, problem) = first_bad_value(&one, &idx, 0, features)?;
+                return Err(TableError::BadValue {
+                    path: path.to_path_buf(),
+                    column,
+                    row,
+                    problem,
+                });
+            }
+            return Ok(x);
+        }
+        offset += n;
+    }
+    Err(TableError::malformed(
+        path,
+        format!("row {row} does not exist (the table has {offset} rows, numbered from 0)"),
+    ))
+}
+
 fn first_bad_value(
     batch: &RecordBatch,
     cols: &[usize],

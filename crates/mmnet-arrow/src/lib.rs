@@ -14,6 +14,6 @@ pub mod sql;
 pub mod write;
 
 pub use error::{Result, TableError};
-pub use features::{Dataset, DatasetSpec, load_dataset};
+pub use features::{Dataset, DatasetSpec, load_dataset, read_row};
 pub use format::FileFormat;
 pub use score_file::{ScoreSummary, TopRow, score_file};

@@ -46,6 +46,10 @@ pub struct KafkaArgs {
     /// Override the model's threshold for is_anomaly.
     #[arg(long)]
     pub threshold: Option<f32>,
+    /// Add an `explain` object (attended memory items, top error features) to every JSON
+    /// score record (= `[output] explain = true`).
+    #[arg(long)]
+    pub explain: bool,
     /// Address for /metrics and /health ("" disables).
     #[arg(long)]
     pub metrics_listen: Option<String>,
@@ -108,6 +112,9 @@ fn config(a: KafkaArgs) -> Result<OperatorConfig> {
     }
     if let Some(v) = a.threshold {
         c.model.threshold = Some(v);
+    }
+    if a.explain {
+        c.output.explain = true;
     }
     if let Some(v) = a.metrics_listen {
         c.metrics.listen = v;

@@ -532,3 +532,40 @@ fn bad_operator_arguments_fail_with_one_clear_line() {
         "{err}"
     );
 }
+
+#[test]
+fn explain_adds_memory_and_features_to_every_json_record() {
+    let dir = workdir();
+    let broker = Broker::start(dir.path());
+    broker.create_topic("telemetry", 1);
+    broker.create_topic("scores", 1);
+    let out = produce(&broker, "telemetry", &["--limit", "50"]);
+    assert!(out.contains("produced 50 rows"), "{out}");
+    let mut args = group_args("telemetry", "scores", "g");
+    args.push("--explain");
+    let op = Operator::start(&broker, dir.path(), "op", &args);
+    let scores = read_until(&broker.addr, "scores", Duration::from_secs(60), |r| {
+        r.len() >= 50
+    });
+    let log = op.log();
+    assert!(op.terminate(), "operator failed:\n{log}");
+    assert_eq!(scores.len(), 50);
+    for s in &scores {
+        let v: serde_json::Value = serde_json::from_slice(&s.payload).unwrap();
+        let e = &v["explain"];
+        // The defaults: 3 memory items, 5 features, ordered, shares in [0, 1].
+        let memory = e["memory"].as_array().unwrap();
+        let features = e["features"].as_array().unwrap();
+        assert_eq!((memory.len(), features.len()), (3, 5), "{v}");
+        let w: Vec<f64> = memory
+            .iter()
+            .map(|m| m["weight"].as_f64().unwrap())
+            .collect();
+        assert!(w.windows(2).all(|p| p[0] >= p[1]), "{v}");
+        assert!(
+            features
+                .iter()
+                .all(|f| (0.0..=1.0).contains(&f["share"].as_f64().unwrap()))
+        );
+    }
+}

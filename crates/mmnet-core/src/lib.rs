@@ -15,6 +15,7 @@ pub mod adam;
 pub mod artifact;
 pub mod error;
 pub mod experiment;
+pub mod explain;
 pub mod linear;
 pub mod loss;
 pub mod metrics;

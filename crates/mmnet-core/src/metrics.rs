@@ -89,9 +89,84 @@ pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
     Some(ap)
 }
 
+/// The ROC curve as (false-positive rate, true-positive rate) points, one per distinct
+/// threshold from the highest score down, starting at (0, 0) and ending at (1, 1). Its
+/// trapezoidal area is [`auc_roc`]. `None` when one class is absent.
+pub fn roc_curve(scores: &[f32], labels: &[bool]) -> Option<Vec<(f64, f64)>> {
+    assert_eq!(
+        scores.len(),
+        labels.len(),
+        "scores and labels differ in length"
+    );
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return None;
+    }
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut pts = vec![(0.0, 0.0)];
+    for (p, n) in tie_groups(scores, labels) {
+        tp += p;
+        fp += n;
+        pts.push((fp as f64 / neg, tp as f64 / pos));
+    }
+    Some(pts)
+}
+
+/// The precision-recall curve as (recall, precision) points, one per distinct threshold
+/// from the highest score down (the steps whose weighted sum is [`average_precision`]).
+/// `None` without positives.
+pub fn pr_curve(scores: &[f32], labels: &[bool]) -> Option<Vec<(f64, f64)>> {
+    assert_eq!(
+        scores.len(),
+        labels.len(),
+        "scores and labels differ in length"
+    );
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    if pos == 0.0 {
+        return None;
+    }
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut pts = Vec::new();
+    for (p, n) in tie_groups(scores, labels) {
+        tp += p;
+        fp += n;
+        pts.push((tp as f64 / pos, tp as f64 / (tp + fp) as f64));
+    }
+    Some(pts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn curves_agree_with_the_areas() {
+        let scores = [0.9f32, 0.8, 0.8, 0.7, 0.5, 0.4, 0.4, 0.1];
+        let labels = b(&[1, 0, 1, 1, 0, 0, 1, 0]);
+        let roc = roc_curve(&scores, &labels).unwrap();
+        assert_eq!(roc.first(), Some(&(0.0, 0.0)));
+        assert_eq!(roc.last(), Some(&(1.0, 1.0)));
+        let trapezoid: f64 = roc
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0)
+            .sum();
+        assert!((trapezoid - auc_roc(&scores, &labels).unwrap()).abs() < 1e-12);
+        let pr = pr_curve(&scores, &labels).unwrap();
+        let mut prev_recall = 0.0;
+        let steps: f64 = pr
+            .iter()
+            .map(|&(r, p)| {
+                let a = (r - prev_recall) * p;
+                prev_recall = r;
+                a
+            })
+            .sum();
+        assert!((steps - average_precision(&scores, &labels).unwrap()).abs() < 1e-12);
+        assert_eq!(pr.last().unwrap().0, 1.0);
+        assert!(roc_curve(&scores, &[true; 8]).is_none());
+        assert!(pr_curve(&scores, &[false; 8]).is_none());
+    }
 
     fn b(v: &[u8]) -> Vec<bool> {
         v.iter().map(|&x| x == 1).collect()

@@ -181,6 +181,17 @@ impl MinMaxScaler {
         out
     }
 
+    /// Maps a scaled value of feature `j` back to the input's units (inverse of min-max,
+    /// then of the log compression). Used to show reconstructions to people.
+    pub fn inverse_value(&self, j: usize, v: f32) -> f32 {
+        let (lo, hi) = (self.min[j], self.max[j]);
+        let t = if hi > lo { v * (hi - lo) + lo } else { lo };
+        match self.log_compress.get(j).copied().flatten() {
+            Some(c) => c.origin + c.scale * t.signum() * t.abs().exp_m1(),
+            None => t,
+        }
+    }
+
     /// Per-feature offset and multiplier: (x - min) * 1/(max - min), or 0 for constant columns.
     pub fn offsets(&self) -> (Vec<f32>, Vec<f32>) {
         let scale = self
@@ -230,6 +241,17 @@ mod tests {
         assert!(t[[4, 0]] > t[[3, 0]] && t[[3, 0]] > t[[1, 0]]);
         // Plain min-max puts row 4 at 4 / 10000; compressed it is ~20 times further from 0.
         assert!(t[[4, 0]] > 10.0 * 4.0 / 10_000.0, "{}", t[[4, 0]]);
+        // Scaling and its inverse round-trip, compressed or not.
+        for (j, v) in [(0usize, 3.0f32), (0, 10_000.0), (1, 7.0)] {
+            let mut row = ndarray::Array2::from_elem((1, 2), 0.0f32);
+            row[[0, j]] = v;
+            let t = s.transform(row.view());
+            let back = s.inverse_value(j, t[[0, j]]);
+            assert!(
+                (back - v).abs() <= 1e-3 * v.abs().max(1.0),
+                "{j}: {v} -> {back}"
+            );
+        }
         // Below the training minimum: finite, and below 0.
         let below = s.transform(ndarray::array![[-3.0f32, 0.0]].view());
         assert!(below[[0, 0]].is_finite() && below[[0, 0]] < 0.0);

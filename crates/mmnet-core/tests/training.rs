@@ -204,3 +204,46 @@ fn scoring_skips_the_decoder_unless_asked() {
     let none = m.score(u.view(), false, Some(f32::INFINITY)).unwrap();
     assert!(none.is_anomaly.iter().all(|&a| !a));
 }
+
+#[test]
+fn explanations_point_at_the_anomaly_memory_and_the_odd_feature() {
+    let u = blobs(1000, 0.0, 1);
+    let l = blobs(30, 3.0, 2);
+    let f = features();
+    let m = fit(
+        TrainData {
+            features: &f,
+            unlabeled: u.view(),
+            labeled: l.view(),
+        },
+        &cfg(20, 0),
+        &mut mmnet_core::train::Silent,
+    )
+    .unwrap();
+    use mmnet_core::explain::MemoryPart;
+    // A known-type anomaly attends mostly to M_l; a normal row mostly to M_u.
+    let rows = concatenate(Axis(0), &[blobs(1, 3.0, 7).view(), blobs(1, 0.0, 8).view()]).unwrap();
+    let e = m.explain(rows.view(), 4, 8).unwrap();
+    assert_eq!(e.len(), 2);
+    assert_eq!(
+        e[0].memory[0].part,
+        MemoryPart::Anomaly,
+        "{:?}",
+        e[0].memory
+    );
+    assert_eq!(e[1].memory[0].part, MemoryPart::Normal, "{:?}", e[1].memory);
+    assert!(e[0].memory.windows(2).all(|w| w[0].weight >= w[1].weight));
+    // With every feature kept, the shares sum to 1 and match the scorer's numbers.
+    let total: f32 = e[1].features.iter().map(|c| c.share).sum();
+    assert!((total - 1.0).abs() < 1e-4, "{total}");
+    let s = m.score(rows.view(), true, None).unwrap();
+    assert_eq!(e[0].mmnet_score, s.score[0]);
+    assert_eq!(e[1].s_sum, s.raw.s_sum[1]);
+    // A normal row with one feature far off: that feature carries the most error.
+    let mut odd = blobs(1, 0.0, 9);
+    odd[[0, 5]] = 4.0;
+    let e = m.explain(odd.view(), 2, 3).unwrap();
+    assert_eq!(e[0].features.len(), 3);
+    assert_eq!(e[0].features[0].feature, "x5", "{:?}", e[0].features);
+    assert_eq!(e[0].features[0].value, 4.0);
+}

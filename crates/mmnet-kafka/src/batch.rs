@@ -11,7 +11,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use crate::config::OutputFormat;
 use crate::decode::{DeadReason, Decoded, Decoder};
 use crate::error::{OperatorError, Result};
-use crate::record::{self, ModelRef, RowScores, ScoreRecord, Source, dlq_header};
+use crate::record::{self, ExplainRef, ModelRef, RowScores, ScoreRecord, Source, dlq_header};
 
 /// Messages per parallel decode/encode chunk: a quarter of a default batch, so two cores
 /// share a batch and small batches (low traffic) stay on one thread.
@@ -120,6 +120,8 @@ pub struct Scorer {
     pub format: OutputFormat,
     /// Whether a dead-letter topic is configured.
     pub has_dlq: bool,
+    /// `(top memory items, top features)` to explain per record, or `None`.
+    pub explain: Option<(usize, usize)>,
 }
 
 impl Scorer {
@@ -152,6 +154,12 @@ impl Scorer {
         let view = ArrayView2::from_shape((n, d), &x)
             .map_err(|e| OperatorError::Internal(format!("feature buffer: {e}")))?;
         let scored = self.model.score(view, false, self.threshold)?;
+        let explanations = match self.explain {
+            Some((top_memory, top_features)) => {
+                Some(self.model.explain(view, top_memory, top_features)?)
+            }
+            None => None,
+        };
 
         // A record that cannot be scored, with nowhere to send it, cuts the batch there.
         let mut poison = None;
@@ -196,7 +204,8 @@ impl Scorer {
                             score: &scored.score[range.clone()],
                             s_sum: &scored.raw.s_sum[range.clone()],
                             s_kl: &scored.raw.s_kl[range.clone()],
-                            is_anomaly: &scored.is_anomaly[range],
+                            is_anomaly: &scored.is_anomaly[range.clone()],
+                            explain: explanations.as_deref().map(|e| &e[range]),
                         };
                         self.encode_scores(m, dec.arrow, timestamp, &model, s, &mut outputs)?;
                     }
@@ -280,6 +289,7 @@ impl Scorer {
                         s_kl: s.s_kl[i],
                         is_anomaly: s.is_anomaly[i],
                         model: model.clone(),
+                        explain: s.explain.map(|e| ExplainRef::from(&e[i])),
                     };
                     // Sized for a typical record (~300 bytes): no regrowth while writing.
                     let mut payload = Vec::with_capacity(384);

@@ -206,12 +206,23 @@ pub enum OutputFormat {
 pub struct OutputSection {
     /// `json` or `arrow`.
     pub format: OutputFormat,
+    /// Add an `explain` object to every JSON score record: the most attended memory items
+    /// and the features carrying the reconstruction error (`mmnet explain`, per record).
+    /// Costs about two extra forward passes per batch.
+    pub explain: bool,
+    /// Memory items listed per record when `explain` is on.
+    pub explain_top_memory: usize,
+    /// Features listed per record when `explain` is on.
+    pub explain_top_features: usize,
 }
 
 impl Default for OutputSection {
     fn default() -> Self {
         Self {
             format: OutputFormat::Json,
+            explain: false,
+            explain_top_memory: 3,
+            explain_top_features: 5,
         }
     }
 }
@@ -293,6 +304,20 @@ impl OperatorConfig {
             return bad(
                 "kafka.output_topic",
                 "output and dead-letter topics must differ from the input topic",
+            );
+        }
+        if self.output.explain && self.output.format != OutputFormat::Json {
+            return bad(
+                "output.explain",
+                "explanations are written into JSON score records; set output.format = \"json\"",
+            );
+        }
+        if self.output.explain
+            && (self.output.explain_top_memory == 0 || self.output.explain_top_features == 0)
+        {
+            return bad(
+                "output.explain_top_memory",
+                "explain_top_memory and explain_top_features must be at least 1",
             );
         }
         if self.batch.max_messages == 0
@@ -382,6 +407,12 @@ shutdown_timeout_s = 30
 # "json": one JSON score record per input row (schemas/score.schema.json).
 # "arrow": one Arrow IPC stream per input message, a row per input row.
 format = "json"
+# Add an "explain" object to each JSON score record: the most attended memory items (normal
+# or anomaly part) and the features with the largest share of the reconstruction error.
+# JSON output only; costs about two extra forward passes per batch.
+explain = false
+explain_top_memory = 3
+explain_top_features = 5
 
 [metrics]
 # Prometheus text at /metrics and liveness at /health; "" disables.
@@ -458,6 +489,16 @@ mod tests {
         c.kafka.output_topic = "in".into();
         assert!(c.validate().is_err());
         c.kafka.output_topic = "out".into();
+        c.validate().unwrap();
+        c.output.explain = true;
+        c.output.format = OutputFormat::Arrow;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("output.explain")
+        );
+        c.output.format = OutputFormat::Json;
         c.validate().unwrap();
         c.set_librdkafka("enable.auto.commit=false").unwrap();
         assert!(

@@ -78,6 +78,10 @@ pub async fn run(
         threshold: cfg.model.threshold,
         format: cfg.output.format,
         has_dlq: cfg.kafka.dlq_topic.is_some(),
+        explain: cfg.output.explain.then_some((
+            cfg.output.explain_top_memory,
+            cfg.output.explain_top_features,
+        )),
     });
 
     let ctx = OperatorContext {

@@ -56,6 +56,27 @@ pub struct ScoreRecord<'a> {
     pub is_anomaly: bool,
     /// Which model.
     pub model: ModelRef<'a>,
+    /// Why the record scored as it did (`output.explain = true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<ExplainRef<'a>>,
+}
+
+/// The `explain` object of a score record (a view of an `mmnet_core` explanation).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExplainRef<'a> {
+    /// Most attended memory items, highest weight first.
+    pub memory: &'a [mmnet_core::explain::MemoryAttention],
+    /// Features with the largest share of the reconstruction error, largest first.
+    pub features: &'a [mmnet_core::explain::FeatureContribution],
+}
+
+impl<'a> From<&'a mmnet_core::explain::Explanation> for ExplainRef<'a> {
+    fn from(e: &'a mmnet_core::explain::Explanation) -> Self {
+        ExplainRef {
+            memory: &e.memory,
+            features: &e.features,
+        }
+    }
 }
 
 /// Splits a key into its JSON fields: UTF-8 text, or base64 when it is binary.
@@ -102,6 +123,8 @@ pub struct RowScores<'a> {
     pub s_kl: &'a [f32],
     /// Anomaly flag per row.
     pub is_anomaly: &'a [bool],
+    /// Explanation per row, when configured.
+    pub explain: Option<&'a [mmnet_core::explain::Explanation]>,
 }
 
 /// One Arrow IPC stream holding the scores of one input message's rows.
@@ -183,6 +206,7 @@ mod tests {
                 name: "m",
                 digest: "ab",
             },
+            explain: None,
         };
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();
         assert_eq!(
@@ -216,13 +240,45 @@ mod tests {
                 if v.is_object() {
                     check(v, &props[k], &format!("{at}{k}."));
                 }
+                if let Some(items) = v.as_array() {
+                    assert!(!items.is_empty(), "{at}{k}: test with a non-empty array");
+                    for (i, item) in items.iter().enumerate() {
+                        check(item, &props[k]["items"], &format!("{at}{k}[{i}]."));
+                    }
+                }
             }
         }
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../schemas/score.schema.json");
         let schema: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        for (key, row) in [(Some(&b"k"[..]), None), (Some(&[0xffu8][..]), Some(3))] {
+        use mmnet_core::explain::{Explanation, FeatureContribution, MemoryAttention, MemoryPart};
+        let explanation = Explanation {
+            mmnet_score: 1.0,
+            is_anomaly: true,
+            s_sum: 0.1,
+            s_kl: 2.0,
+            mse: 0.5,
+            memory: vec![MemoryAttention {
+                item: 40,
+                part: MemoryPart::Anomaly,
+                weight: 0.9,
+            }],
+            features: vec![FeatureContribution {
+                feature: "bytes".into(),
+                value: 1e6,
+                reconstruction: 812.0,
+                share: 0.7,
+            }],
+        };
+        for (key, row, explain) in [
+            (Some(&b"k"[..]), None, None),
+            (
+                Some(&[0xffu8][..]),
+                Some(3),
+                Some(ExplainRef::from(&explanation)),
+            ),
+        ] {
             let (key, key_base64) = key_fields(key);
             let r = ScoreRecord {
                 source: Source {
@@ -242,6 +298,7 @@ mod tests {
                     name: "m",
                     digest: "d",
                 },
+                explain,
             };
             check(&serde_json::to_value(&r).unwrap(), &schema, "");
         }
@@ -275,6 +332,7 @@ mod tests {
                 s_sum: &[0.1, 0.2],
                 s_kl: &[0.3, 0.4],
                 is_anomaly: &[false, true],
+                explain: None,
             },
         )
         .unwrap();
