@@ -190,6 +190,16 @@ def main():
         w(f"| {name} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in ["combined", "s_sum", "mse", "paper"]) + " |")
     w("")
 
+    # A table with a header and no rows: say so instead of leaving it blank.
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.startswith("|---") and not nxt.startswith("|"):
+            out.append("")
+            out.append("_Not run for this version of the document (see the commands at the end)._")
+    lines[:] = out
+
     with open(os.path.join(os.path.dirname(__file__), "accuracy_notes.md")) as f:
         w(f.read().rstrip())
     w("")

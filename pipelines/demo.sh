@@ -4,9 +4,11 @@
 #   2. train on the unlabeled rows + the 30 labeled anomalies (mmnet train)
 #   3. score the held-out rows to Parquet and list the top anomalies (mmnet score)
 #   4. the same top rows with their true labels, in SQL (mmnet sql)
-#   5. AUC-ROC / AUC-PR of every score variant on the held-out rows (mmnet eval)
+#   5. AUC-ROC / AUC-PR of every score variant on the held-out rows (mmnet eval), the same as
+#      pictures (mmnet report) and why the top-ranked row scored high (mmnet explain)
 #   6. start a Tansu broker, stream the held-out rows through the Kafka operator
 #      (mmnet produce -> mmnet kafka -> score topic), read its metrics, stop it cleanly
+#   7. a summary: records scored per surface, anomalies flagged, AUC, where the outputs are
 set -euo pipefail
 MMNET=${1:-target/release/mmnet}
 OUT=${2:-out/demo}
@@ -23,15 +25,31 @@ step "train on D_u + 30 labeled anomalies (memory 32, as the paper uses for Spam
 
 step "score the held-out test rows"
 "$MMNET" score --model "$OUT/model" --input "$OUT/splits/run0/test.parquet" \
-  --output "$OUT/test_scored.parquet" --top 10
+  --output "$OUT/test_scored.parquet" --top 10 | tee "$OUT/score.txt"
+PARQUET_SCORED=$(awk '/^scored [0-9]+ rows/ {print $2}' "$OUT/score.txt")
+PARQUET_FLAGGED=$(awk '/^scored [0-9]+ rows/ {for (i = 1; i <= NF; i++) if ($i == "anomalies") print $(i-1)}' "$OUT/score.txt")
+TOP_ROW=$(awk '/^top 10 rows/ {getline; getline; print $1; exit}' "$OUT/score.txt")
 
 step "the same ranking in SQL, with the true labels beside it"
 "$MMNET" sql --model "$OUT/model" --table test="$OUT/splits/run0/test.parquet" \
   "SELECT label AS true_label, mmnet_score(*) AS score, mmnet_s_sum(*) AS s_sum, mmnet_is_anomaly(*) AS flagged
    FROM test ORDER BY mmnet_score(*) DESC LIMIT 10"
+"$MMNET" sql --model "$OUT/model" --table test="$OUT/splits/run0/test.parquet" \
+  --output "$OUT/sql_counts.csv" \
+  "SELECT count(mmnet_score(*)) AS scored, sum(CASE WHEN mmnet_is_anomaly(*) THEN 1 ELSE 0 END) AS flagged FROM test"
+SQL_SCORED=$(awk -F, 'NR == 2 {print $1}' "$OUT/sql_counts.csv")
+SQL_FLAGGED=$(awk -F, 'NR == 2 {print $2}' "$OUT/sql_counts.csv")
 
 step "evaluate on the held-out test rows"
-"$MMNET" eval --model "$OUT/model" --data "$OUT/splits/run0/test.parquet"
+"$MMNET" eval --model "$OUT/model" --data "$OUT/splits/run0/test.parquet" | tee "$OUT/eval.txt"
+AUC=$(awk '$1 == "combined" {print "AUC-ROC " $2 ", AUC-PR " $3}' "$OUT/eval.txt")
+
+step "the same as pictures: ROC/PR curves, score histogram, training losses"
+"$MMNET" report --model "$OUT/model" --data "$OUT/splits/run0/test.parquet" --out "$OUT/report"
+
+step "why the top-ranked held-out row (row $TOP_ROW) scored high"
+"$MMNET" explain --model "$OUT/model" --input "$OUT/splits/run0/test.parquet" --row "$TOP_ROW" \
+  --top-memory 3 --top-features 5
 
 step "stream the held-out rows through Kafka (Tansu broker, mmnet produce -> mmnet kafka)"
 TANSU=${TANSU:-.tools/bin/tansu}
@@ -67,9 +85,14 @@ http_get 127.0.0.1 "$MPORT" /metrics | grep -E '^mmnet_(messages_in|records_out|
 kill -TERM "$OP_PID"; wait "$OP_PID"; OP_PID=
 tail -1 "$OUT/kafka.log"
 
-step "summary"
-echo "Parquet : $ROWS held-out rows scored to $OUT/test_scored.parquet"
-echo "SQL     : top 10 of the same rows ranked with mmnet_score(*)"
-echo "Kafka   : ${KAFKA_SCORED:-0} of $ROWS records scored from topic telemetry to topic scores, ${KAFKA_FLAGGED:-0} flagged as anomalies"
-[[ "${KAFKA_SCORED:-0}" == "$ROWS" ]] || { echo "demo: the operator scored ${KAFKA_SCORED:-0} of $ROWS records" >&2; exit 1; }
-printf '\nmodel: %s/model   scored rows: %s/test_scored.parquet\n' "$OUT" "$OUT"
+step "summary ($ROWS held-out rows, default score on them: $AUC)"
+printf '%-8s %8s of %s records scored, %4s flagged as anomalies  -> %s\n' \
+  Parquet "$PARQUET_SCORED" "$ROWS" "$PARQUET_FLAGGED" "$OUT/test_scored.parquet" \
+  SQL "$SQL_SCORED" "$ROWS" "$SQL_FLAGGED" "SELECT mmnet_score(*) ... FROM test" \
+  Kafka "${KAFKA_SCORED:-0}" "$ROWS" "${KAFKA_FLAGGED:-0}" "topic scores on the Tansu broker"
+echo "model: $OUT/model   report: $OUT/report/index.html"
+for s in "Parquet:$PARQUET_SCORED" "SQL:$SQL_SCORED" "Kafka:${KAFKA_SCORED:-0}"; do
+  [[ "${s#*:}" == "$ROWS" ]] || { echo "demo: ${s%%:*} scored ${s#*:} of $ROWS records" >&2; exit 1; }
+done
+[[ "$PARQUET_FLAGGED" == "$SQL_FLAGGED" && "$SQL_FLAGGED" == "${KAFKA_FLAGGED:-0}" ]] ||
+  { echo "demo: the surfaces disagree on the anomalies flagged" >&2; exit 1; }

@@ -7,6 +7,7 @@
 #   NSLKDD_RUNS   runs on nslkdd (default RUNS; ~3 min each)
 #   ABLATION_RUNS runs per masking strategy on nslkdd (default 3; a run takes ~3 min)
 #   ONLY          space-separated subset of: main unknown ablation (default all)
+#   KEEP=1        skip experiments whose JSON already exists (resume an interrupted run)
 set -euo pipefail
 MMNET=${1:-target/release/mmnet}
 DATA=${2:-../shared/data}
@@ -20,6 +21,7 @@ mkdir -p "$OUT"
 run() { # name runs file memory [extra args...]
   local name=$1 runs=$2 file=$3 mem=$4; shift 4
   if [ ! -f "$DATA/$file" ]; then echo "skip $name: $DATA/$file not found"; return; fi
+  if [ "${KEEP:-0}" = 1 ] && [ -f "$OUT/$name.json" ]; then echo "keep $name: $OUT/$name.json exists"; return; fi
   echo "== $name"
   "$MMNET" experiment --data "$DATA/$file" --runs "$runs" --memory-size "$mem" --quiet \
     --json "$OUT/$name.json" "$@" | tee "$OUT/$name.txt"

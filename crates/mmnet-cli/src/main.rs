@@ -5,11 +5,14 @@
 
 mod cmd_eval;
 mod cmd_experiment;
+mod cmd_explain;
 mod cmd_kafka;
 mod cmd_produce;
+mod cmd_report;
 mod cmd_score;
 mod cmd_sql;
 mod cmd_train;
+mod plots;
 mod progress;
 
 use std::process::ExitCode;
@@ -45,6 +48,10 @@ enum Command {
     Kafka(cmd_kafka::KafkaArgs),
     /// Replay a table into a Kafka topic (JSON or Arrow IPC), for demos and benchmarks.
     Produce(cmd_produce::ProduceArgs),
+    /// PNG plots (ROC, PR, score distribution, training loss) and an index.html for a model.
+    Report(cmd_report::ReportArgs),
+    /// Why one record scored as it did: attended memory items and per-feature error.
+    Explain(cmd_explain::ExplainArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +71,8 @@ fn main() -> ExitCode {
         Command::Sql(a) => cmd_sql::run(a),
         Command::Kafka(a) => cmd_kafka::run(a),
         Command::Produce(a) => cmd_produce::run(a),
+        Command::Report(a) => cmd_report::run(a),
+        Command::Explain(a) => cmd_explain::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

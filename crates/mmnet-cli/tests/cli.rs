@@ -204,7 +204,10 @@ fn train_score_eval_over_csv_and_parquet() {
     let out = ok(&["eval", "--model", p(&model), "--data", p(&csv), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["rows"], 300);
-    assert_eq!(v["metrics"].as_array().unwrap().len(), 5);
+    // Every variant, the default first.
+    assert_eq!(v["metrics"].as_array().unwrap().len(), 6);
+    assert_eq!(v["metrics"][0]["variant"], "combined");
+    assert_eq!(v["default_score"], "combined");
     for m in v["metrics"].as_array().unwrap() {
         let auc = m["auc_roc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&auc));
@@ -562,5 +565,131 @@ fn sql_errors_are_clear() {
             "SELECT 1",
         ],
         &["must be NAME=FILE"],
+    );
+}
+
+#[test]
+fn report_writes_plots_and_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, model) = trained(dir.path(), 400, 5);
+    let out = dir.path().join("report");
+    let text = ok(&[
+        "report",
+        "--model",
+        p(&model),
+        "--data",
+        p(&csv),
+        "--out",
+        p(&out),
+    ]);
+    assert!(text.contains("index.html"), "{text}");
+    for png in ["roc.png", "pr.png", "scores.png", "loss.png"] {
+        let bytes = std::fs::read(out.join(png)).unwrap();
+        // A real PNG of a real size, not an empty file.
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{png}");
+        assert!(bytes.len() > 10_000, "{png}: {} bytes", bytes.len());
+    }
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    for needle in [
+        "roc.png",
+        "pr.png",
+        "scores.png",
+        "loss.png",
+        "AUC-ROC",
+        "combined",
+    ] {
+        assert!(html.contains(needle), "index.html lacks {needle}");
+    }
+    // Without both classes there is nothing to plot: a clear error.
+    let one_class = write_csv(dir.path(), "normal.csv", 50, |_| "0".into(), value);
+    fails(
+        &[
+            "report",
+            "--model",
+            p(&model),
+            "--data",
+            p(&one_class),
+            "--out",
+            p(&out),
+        ],
+        &["normal.csv", "both normal (0) and anomalous (1)"],
+    );
+}
+
+#[test]
+fn explain_one_row_as_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, model) = trained(dir.path(), 200, 3);
+    let text = ok(&[
+        "explain",
+        "--model",
+        p(&model),
+        "--input",
+        p(&csv),
+        "--row",
+        "20",
+    ]);
+    for needle in [
+        "mmnet_score (combined)",
+        "most attended memory items",
+        "share",
+    ] {
+        assert!(text.contains(needle), "{text}");
+    }
+    let json = ok(&[
+        "explain",
+        "--model",
+        p(&model),
+        "--input",
+        p(&csv),
+        "--row",
+        "20",
+        "--json",
+        "--top-memory",
+        "3",
+        "--top-features",
+        "2",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let e = &v["explanation"];
+    assert_eq!(e["memory"].as_array().unwrap().len(), 3);
+    assert_eq!(e["features"].as_array().unwrap().len(), 2);
+    assert!(e["memory"][0]["part"] == "normal" || e["memory"][0]["part"] == "anomaly");
+    // The scorer and the explanation agree on the row's score.
+    let scored = dir.path().join("s.csv");
+    ok(&[
+        "score",
+        "--model",
+        p(&model),
+        "--input",
+        p(&csv),
+        "--output",
+        p(&scored),
+    ]);
+    let rows = std::fs::read_to_string(&scored).unwrap();
+    let header: Vec<&str> = rows.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "mmnet_score").unwrap();
+    let row20: f64 = rows
+        .lines()
+        .nth(21)
+        .unwrap()
+        .split(',')
+        .nth(col)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((e["mmnet_score"].as_f64().unwrap() - row20).abs() < 1e-5);
+    // A row past the end names the file and the row count.
+    fails(
+        &[
+            "explain",
+            "--model",
+            p(&model),
+            "--input",
+            p(&csv),
+            "--row",
+            "200",
+        ],
+        &["t.csv", "row 200 does not exist", "200 rows"],
     );
 }
