@@ -24,17 +24,28 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-/// Runs `mmnet eval`.
-pub fn run(a: EvalArgs) -> Result<()> {
-    let model = mmnet_core::artifact::load(&a.model)?;
+/// Loads a model and the model's feature columns plus `label_column` of a labeled table
+/// (shared by `eval` and `report`).
+pub fn load_labeled(
+    model: &std::path::Path,
+    data: &std::path::Path,
+    label_column: &str,
+) -> Result<(mmnet_core::Model, mmnet_arrow::Dataset)> {
+    let model = mmnet_core::artifact::load(model)?;
     let ds = load_dataset(
-        &a.data,
+        data,
         &DatasetSpec {
-            label_column: a.label_column.clone(),
+            label_column: label_column.to_string(),
             features: Some(model.features.clone()),
             ..Default::default()
         },
     )?;
+    Ok((model, ds))
+}
+
+/// Runs `mmnet eval`.
+pub fn run(a: EvalArgs) -> Result<()> {
+    let (model, ds) = load_labeled(&a.model, &a.data, &a.label_column)?;
     let scores = model.score_all_variants(ds.x.view())?;
     let metrics = evaluate_variants(&scores, &ds.labels)?;
     if a.json {

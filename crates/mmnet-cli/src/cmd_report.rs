@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mmnet_arrow::{DatasetSpec, load_dataset};
 use mmnet_core::experiment::evaluate_variants;
 use mmnet_core::metrics::{pr_curve, roc_curve};
 use plotters::prelude::SeriesLabelPosition;
@@ -33,15 +32,7 @@ pub struct ReportArgs {
 
 /// Runs `mmnet report`.
 pub fn run(a: ReportArgs) -> Result<()> {
-    let model = mmnet_core::artifact::load(&a.model)?;
-    let ds = load_dataset(
-        &a.data,
-        &DatasetSpec {
-            label_column: a.label_column.clone(),
-            features: Some(model.features.clone()),
-            ..Default::default()
-        },
-    )?;
+    let (model, ds) = crate::cmd_eval::load_labeled(&a.model, &a.data, &a.label_column)?;
     let anomalies = ds.labels.iter().filter(|&&l| l).count();
     anyhow::ensure!(
         anomalies > 0 && anomalies < ds.labels.len(),

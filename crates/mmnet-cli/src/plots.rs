@@ -74,6 +74,32 @@ pub struct LineChart<'a> {
     pub legend: SeriesLabelPosition,
 }
 
+/// The series of a chart and its legend box. A macro because the linear and the log-scale
+/// charts have different coordinate types and plotters' generic bounds for both are longer
+/// than this body.
+macro_rules! lines_and_legend {
+    ($chart:ident, $series:expr, $position:expr, $err:ident) => {
+        for (i, s) in $series.iter().enumerate() {
+            let c = color(i);
+            $chart
+                .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
+                .map_err($err())?
+                .label(s.label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
+                });
+        }
+        $chart
+            .configure_series_labels()
+            .position($position)
+            .label_font((FONT, 17))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err($err())?;
+    };
+}
+
 impl LineChart<'_> {
     /// Draws `series` to the PNG file `path`.
     pub fn draw(&self, path: &Path, series: &[Series<'_>]) -> Result<()> {
@@ -114,24 +140,7 @@ impl LineChart<'_> {
                 .label_style((FONT, 15))
                 .draw()
                 .map_err(err())?;
-            for (i, s) in series.iter().enumerate() {
-                let c = color(i);
-                chart
-                    .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
-                    .map_err(err())?
-                    .label(s.label.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .position(self.legend.clone())
-                .label_font((FONT, 17))
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err())?;
+            lines_and_legend!(chart, series, self.legend.clone(), err);
         } else {
             let mut chart = builder
                 .build_cartesian_2d(self.x.0..self.x.1, self.y.0..self.y.1)
@@ -156,24 +165,7 @@ impl LineChart<'_> {
                         PathElement::new(vec![(x, y), (x + 24, y)], BLACK.mix(0.35).stroke_width(1))
                     });
             }
-            for (i, s) in series.iter().enumerate() {
-                let c = color(i);
-                chart
-                    .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
-                    .map_err(err())?
-                    .label(s.label.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .position(self.legend.clone())
-                .label_font((FONT, 17))
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err())?;
+            lines_and_legend!(chart, series, self.legend.clone(), err);
         }
         Ok(())
     }
