@@ -2,7 +2,8 @@
 # make peers: DevNet, DeepSAD (deepod) and IsolationForest (pyod) on exactly the splits
 # `mmnet experiment` trains on (same seeds), one JSON per dataset under OUT.
 #   RUNS (default 10), NSLKDD_RUNS (default 3: the deep peers take minutes per run there),
-#   EPOCHS for DevNet/DeepSAD (default 100, deepod's default).
+#   EPOCHS for DevNet/DeepSAD (default 100, deepod's default), UNKNOWN_RUNS (default 10),
+#   KEEP=1 to skip datasets whose JSON exists.
 set -euo pipefail
 MMNET=${1:-target/release/mmnet}
 DATA=${2:-../shared/data}
@@ -16,6 +17,7 @@ mkdir -p "$OUT" out/splits
 peers() { # name runs file [extra args...]
   local name=$1 runs=$2 file=$3; shift 3
   if [ ! -f "$DATA/$file" ]; then echo "skip $name: $DATA/$file not found"; return; fi
+  if [ "${KEEP:-0}" = 1 ] && [ -f "$OUT/peers-$name.json" ]; then echo "keep peers $name"; return; fi
   echo "== peers $name"
   "$MMNET" experiment --data "$DATA/$file" --runs "$runs" --export-splits "out/splits/$name" \
     --export-only --quiet "$@" >/dev/null
@@ -25,6 +27,6 @@ peers spambase "$RUNS" spambase.npz
 peers arrhythmia "$RUNS" arrhythmia.npz
 peers annthyroid "$RUNS" annthyroid_typed.npz --exclude anomaly_type
 for t in 1 2; do
-  peers "annthyroid-known$t" "${UNKNOWN_RUNS:-5}" annthyroid_typed.npz --type-column anomaly_type --known-type "$t"
+  peers "annthyroid-known$t" "${UNKNOWN_RUNS:-10}" annthyroid_typed.npz --type-column anomaly_type --known-type "$t"
 done
 if [ "$NSLKDD_RUNS" -gt 0 ]; then peers nslkdd "$NSLKDD_RUNS" nslkdd.parquet; fi
