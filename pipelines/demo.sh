@@ -31,12 +31,12 @@ PARQUET_FLAGGED=$(awk '/^scored [0-9]+ rows/ {for (i = 1; i <= NF; i++) if ($i =
 TOP_ROW=$(awk '/^top 10 rows/ {getline; getline; print $1; exit}' "$OUT/score.txt")
 
 step "the same ranking in SQL, with the true labels beside it"
-"$MMNET" sql --model "$OUT/model" --table test="$OUT/splits/run0/test.parquet" \
+"$MMNET" sql --model "$OUT/model" --table readings="$OUT/splits/run0/test.parquet" \
   "SELECT label AS true_label, mmnet_score(*) AS score, mmnet_s_sum(*) AS s_sum, mmnet_is_anomaly(*) AS flagged
-   FROM test ORDER BY mmnet_score(*) DESC LIMIT 10"
-"$MMNET" sql --model "$OUT/model" --table test="$OUT/splits/run0/test.parquet" \
+   FROM readings ORDER BY mmnet_score(*) DESC LIMIT 10"
+"$MMNET" sql --model "$OUT/model" --table readings="$OUT/splits/run0/test.parquet" \
   --output "$OUT/sql_counts.csv" \
-  "SELECT count(mmnet_score(*)) AS scored, sum(CASE WHEN mmnet_is_anomaly(*) THEN 1 ELSE 0 END) AS flagged FROM test"
+  "SELECT count(mmnet_score(*)) AS scored, sum(CASE WHEN mmnet_is_anomaly(*) THEN 1 ELSE 0 END) AS flagged FROM readings"
 SQL_SCORED=$(awk -F, 'NR == 2 {print $1}' "$OUT/sql_counts.csv")
 SQL_FLAGGED=$(awk -F, 'NR == 2 {print $2}' "$OUT/sql_counts.csv")
 
@@ -88,7 +88,7 @@ tail -1 "$OUT/kafka.log"
 step "summary ($ROWS held-out rows, default score on them: $AUC)"
 printf '%-8s %8s of %s records scored, %4s flagged as anomalies  -> %s\n' \
   Parquet "$PARQUET_SCORED" "$ROWS" "$PARQUET_FLAGGED" "$OUT/test_scored.parquet" \
-  SQL "$SQL_SCORED" "$ROWS" "$SQL_FLAGGED" "SELECT mmnet_score(*) ... FROM test" \
+  SQL "$SQL_SCORED" "$ROWS" "$SQL_FLAGGED" "SELECT mmnet_score(*) ... FROM readings" \
   Kafka "${KAFKA_SCORED:-0}" "$ROWS" "${KAFKA_FLAGGED:-0}" "topic scores on the Tansu broker"
 echo "model: $OUT/model   report: $OUT/report/index.html"
 for s in "Parquet:$PARQUET_SCORED" "SQL:$SQL_SCORED" "Kafka:${KAFKA_SCORED:-0}"; do
