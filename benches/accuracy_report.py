@@ -60,6 +60,21 @@ def cell(s, which="both"):
     return f"{s[0]:.3f} +- {s[1]:.3f} / {s[2]:.3f} +- {s[3]:.3f}"
 
 
+def variant_table(w, first_header, suffix, missing_rows):
+    """One row per dataset (JSON `<key><suffix>`), one column per score variant."""
+    w(f"| {first_header} | runs | " + " | ".join(VARIANTS) + " |")
+    w("|---|---|" + "---|" * len(VARIANTS))
+    for key, label in DATASETS:
+        doc = load(key + suffix)
+        if doc is None:
+            if missing_rows:
+                w(f"| {label} | 0 | " + " | ".join("not run" for _ in VARIANTS) + " |")
+            continue
+        runs = runs_of(doc)
+        w(f"| {label} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in VARIANTS) + " |")
+    w("")
+
+
 def main():
     lines = []
     w = lines.append
@@ -93,16 +108,7 @@ def main():
 
     w("## Default recipe (`--scaling auto`), every score")
     w("")
-    w("| dataset (memory K+L) | runs | " + " | ".join(VARIANTS) + " |")
-    w("|---|---|" + "---|" * len(VARIANTS))
-    for key, label in DATASETS:
-        doc = load(key)
-        if doc is None:
-            w(f"| {label} | 0 | " + " | ".join("not run" for _ in VARIANTS) + " |")
-            continue
-        runs = runs_of(doc)
-        w(f"| {label} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in VARIANTS) + " |")
-    w("")
+    variant_table(w, "dataset (memory K+L)", "", missing_rows=True)
 
     w("## Against the targets (default score)")
     w("")
@@ -121,15 +127,7 @@ def main():
 
     w("## Literal recipe (`--scaling minmax`), same seeds")
     w("")
-    w("| dataset | runs | " + " | ".join(VARIANTS) + " |")
-    w("|---|---|" + "---|" * len(VARIANTS))
-    for key, label in DATASETS:
-        doc = load(key + "-minmax")
-        if doc is None:
-            continue
-        runs = runs_of(doc)
-        w(f"| {label} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in VARIANTS) + " |")
-    w("")
+    variant_table(w, "dataset", "-minmax", missing_rows=False)
 
     w("## Peers on identical splits")
     w("")
