@@ -62,9 +62,7 @@ fn parse_scaling(s: &str) -> Result<Scaling, String> {
 }
 
 fn parse_mask(s: &str) -> Result<MaskStrategy, String> {
-    [MaskStrategy::Soft, MaskStrategy::Hard, MaskStrategy::None]
-        .into_iter()
-        .find(|m| m.name() == s)
+    MaskStrategy::from_name(s)
         .ok_or_else(|| format!("unknown mask strategy `{s}` (one of: soft, hard, none)"))
 }
 

@@ -149,10 +149,31 @@ pub struct Forward<F> {
 
 /// Encoder and addressing only: the attention weights w (what S_sum and S_KL need).
 pub fn attention<F: Real>(w: &Weights<F>, x: ArrayView2<F>) -> (Array2<F>, Array2<F>, Array2<F>) {
+    addressing(w, x, None)
+}
+
+/// Encoder and addressing. With `hard = Some((labeled, k))` row i addresses only its own
+/// part of the memory (items k.. when `labeled[i]`, else ..k): the other part's logits
+/// become -inf before the softmax, so its weights are exactly 0 and so is their gradient.
+fn addressing<F: Real>(
+    w: &Weights<F>,
+    x: ArrayView2<F>,
+    hard: Option<(&[bool], usize)>,
+) -> (Array2<F>, Array2<F>, Array2<F>) {
     let mut h1 = linear_forward(x, w.enc1.view());
     relu_inplace(&mut h1);
     let z = linear_forward(h1.view(), w.enc2.view());
     let mut att = linear_forward(z.view(), w.memory.view());
+    if let Some((labeled, k)) = hard {
+        for (mut row, &lab) in att.axis_iter_mut(ndarray::Axis(0)).zip(labeled) {
+            let other = if lab {
+                row.slice_mut(ndarray::s![..k])
+            } else {
+                row.slice_mut(ndarray::s![k..])
+            };
+            other.into_iter().for_each(|v| *v = F::neg_infinity());
+        }
+    }
     softmax_inplace(&mut att);
     (h1, z, att)
 }
@@ -163,34 +184,17 @@ pub fn forward<F: Real>(w: &Weights<F>, x: ArrayView2<F>, p: &ModelParams) -> Fo
 }
 
 /// The forward pass of training. Under [`MaskStrategy::Hard`] row i addresses only its own
-/// part of the memory (M_l when `labeled[i]`, else M_u): the other part's logits become
-/// -inf, so its softmax weights are exactly 0 and so is their gradient. Otherwise (or with
-/// an empty `labeled`) this is [`forward`].
+/// part of the memory (M_l when `labeled[i]`, else M_u; see `addressing`). Otherwise (or
+/// with an empty `labeled`) this is [`forward`].
 pub fn forward_train<F: Real>(
     w: &Weights<F>,
     x: ArrayView2<F>,
     labeled: &[bool],
     p: &ModelParams,
 ) -> Forward<F> {
-    let (h1, z, att) = if p.mask == MaskStrategy::Hard && !labeled.is_empty() {
-        let mut h1 = linear_forward(x, w.enc1.view());
-        relu_inplace(&mut h1);
-        let z = linear_forward(h1.view(), w.enc2.view());
-        let mut att = linear_forward(z.view(), w.memory.view());
-        let k = p.memory_normal;
-        for (mut row, &lab) in att.axis_iter_mut(ndarray::Axis(0)).zip(labeled) {
-            let masked = if lab {
-                row.slice_mut(ndarray::s![..k])
-            } else {
-                row.slice_mut(ndarray::s![k..])
-            };
-            masked.into_iter().for_each(|v| *v = F::neg_infinity());
-        }
-        softmax_inplace(&mut att);
-        (h1, z, att)
-    } else {
-        attention(w, x)
-    };
+    let hard =
+        (p.mask == MaskStrategy::Hard && !labeled.is_empty()).then_some((labeled, p.memory_normal));
+    let (h1, z, att) = addressing(w, x, hard);
     let shrunk = shrink_forward(att.view(), p.shrink_threshold, p.shrink_eps);
     let z_hat = shrunk.w_hat.dot(&w.memory);
     let mut h3 = linear_forward(z_hat.view(), w.dec1.view());
@@ -224,7 +228,7 @@ pub fn loss<F: Real>(fw: &Forward<F>, labeled: &[bool], p: &ModelParams) -> Loss
         rec,
         mask,
         kl,
-        total: rec + p.mask.effective_lambda_mask(p.lambda_mask) * mask + p.lambda_kl * kl,
+        total: p.total_loss(rec, mask, kl),
     }
 }
 

@@ -55,6 +55,14 @@ pub enum MaskStrategy {
 }
 
 impl MaskStrategy {
+    /// Every strategy.
+    pub const ALL: [MaskStrategy; 3] = [MaskStrategy::Soft, MaskStrategy::Hard, MaskStrategy::None];
+
+    /// Parses [`MaskStrategy::name`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+
     /// Name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -97,6 +105,12 @@ impl ModelParams {
         self.memory_normal = size / 2;
         self.memory_anomaly = size - size / 2;
         self
+    }
+
+    /// The loss of eq. 11 from its terms, with L_mask weighted as this masking strategy
+    /// weights it (one formula for the batch loss and the epoch means).
+    pub fn total_loss(&self, rec: f64, mask: f64, kl: f64) -> f64 {
+        rec + self.mask.effective_lambda_mask(self.lambda_mask) * mask + self.lambda_kl * kl
     }
 
     /// Total number of memory items K + L.

@@ -255,6 +255,6 @@ fn mean_loss(sum: &LossParts, rows: usize, mp: &ModelParams) -> LossParts {
         rec,
         mask,
         kl,
-        total: rec + mp.mask.effective_lambda_mask(mp.lambda_mask) * mask + mp.lambda_kl * kl,
+        total: mp.total_loss(rec, mask, kl),
     }
 }
