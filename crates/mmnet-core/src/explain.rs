@@ -10,8 +10,9 @@ use ndarray::{ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::model::Model;
+use crate::model::{Model, ScoredBatch};
 use crate::network::forward;
+use crate::score::RawScores;
 
 /// The two parts of the memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,13 +77,27 @@ impl Model {
         top_memory: usize,
         top_features: usize,
     ) -> Result<Vec<Explanation>> {
-        let scored = self.score(x, true, None)?;
-        let scaled = self.scaler.transform(x);
+        Ok(self.score_explained(x, None, top_memory, top_features)?.1)
+    }
+
+    /// Scores `x` as [`Model::score`] does (with the MSE; `threshold` overrides the stored
+    /// one) and explains every row, from one scaling and one forward pass.
+    pub fn score_explained(
+        &self,
+        x: ArrayView2<f32>,
+        threshold: Option<f32>,
+        top_memory: usize,
+        top_features: usize,
+    ) -> Result<(ScoredBatch, Vec<Explanation>)> {
+        let scaled = self.scale(x)?;
         let fw = forward(&self.weights, scaled.view(), &self.params);
+        let scored = self.finish(RawScores::from_forward(&fw, &self.params), threshold)?;
+        let mse = scored
+            .raw
+            .mse
+            .as_ref()
+            .ok_or_else(|| CoreError::Internal("a full forward pass returned no MSE".into()))?;
         let k = self.params.memory_normal;
-        let mse = scored.raw.mse.as_ref().ok_or_else(|| {
-            CoreError::Internal("scoring with the decoder returned no MSE".into())
-        })?;
         let mut out = Vec::with_capacity(x.nrows());
         for (i, (w, (xs, xh))) in
             fw.w.axis_iter(Axis(0))
@@ -128,6 +143,6 @@ impl Model {
                 features,
             });
         }
-        Ok(out)
+        Ok((scored, out))
     }
 }

@@ -1,6 +1,6 @@
 //! A trained model: everything needed to score raw rows, and nothing else.
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
@@ -100,6 +100,14 @@ impl Model {
         with_mse: bool,
         threshold: Option<f32>,
     ) -> Result<ScoredBatch> {
+        let scaled = self.scale(x)?;
+        let need_mse = with_mse || self.score.variant.needs_decoder();
+        let raw = score_scaled(&self.weights, &self.params, scaled.view(), need_mse);
+        self.finish(raw, threshold)
+    }
+
+    /// Checks the width of raw rows and scales them as the network expects.
+    pub(crate) fn scale(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
         if x.ncols() != self.input_dim() {
             return Err(CoreError::Shape {
                 what: "rows to score".into(),
@@ -107,9 +115,11 @@ impl Model {
                 got: format!("{} columns", x.ncols()),
             });
         }
-        let scaled = self.scaler.transform(x);
-        let need_mse = with_mse || self.score.variant.needs_decoder();
-        let raw = score_scaled(&self.weights, &self.params, scaled.view(), need_mse);
+        Ok(self.scaler.transform(x))
+    }
+
+    /// The configured score of `raw` and its flags at `threshold` (or the stored one).
+    pub(crate) fn finish(&self, raw: RawScores, threshold: Option<f32>) -> Result<ScoredBatch> {
         let score = raw
             .variant(self.score.variant, &self.score)
             .ok_or_else(|| {

@@ -79,6 +79,11 @@ impl LogCompress {
         let d = (v - self.origin) / self.scale;
         d.signum() * d.abs().ln_1p()
     }
+
+    /// The inverse of [`LogCompress::apply`].
+    fn invert(&self, t: f32) -> f32 {
+        self.origin + self.scale * t.signum() * t.abs().exp_m1()
+    }
 }
 
 /// Sample skewness of column `j` over all parts, or `None` for a constant column.
@@ -187,7 +192,7 @@ impl MinMaxScaler {
         let (lo, hi) = (self.min[j], self.max[j]);
         let t = if hi > lo { v * (hi - lo) + lo } else { lo };
         match self.log_compress.get(j).copied().flatten() {
-            Some(c) => c.origin + c.scale * t.signum() * t.abs().exp_m1(),
+            Some(c) => c.invert(t),
             None => t,
         }
     }

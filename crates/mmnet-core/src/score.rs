@@ -12,7 +12,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::network::{Weights, attention, forward};
+use crate::network::{Forward, Weights, attention, forward};
 use crate::params::ModelParams;
 use crate::real::Real;
 
@@ -135,6 +135,12 @@ pub struct Calibration {
     pub logit_anomaly_mass: Option<RobustStats>,
 }
 
+/// ln(MSE), guarded so a perfect reconstruction stays finite: the scale on which
+/// `calibrated` and `combined` standardise the reconstruction error.
+fn ln_mse(mse: f32) -> f32 {
+    (mse + 1e-12).ln()
+}
+
 /// Smallest attention mass kept apart from 0 and 1 in [`logit_anomaly_mass`]: f32 softmax
 /// sums saturate at 1 - 6e-8, so anything closer carries no information.
 const LOGIT_CLAMP: f32 = 1e-7;
@@ -196,12 +202,7 @@ impl RawScores {
     /// Computes the [`Calibration`] of these (D_u) scores; needs the MSE.
     pub fn calibration(&self) -> Option<Calibration> {
         let neg = |v: &[f32]| v.iter().map(|x| -x).collect::<Vec<f32>>();
-        let log_mse: Vec<f32> = self
-            .mse
-            .as_ref()?
-            .iter()
-            .map(|&m| (m + 1e-12).ln())
-            .collect();
+        let log_mse: Vec<f32> = self.mse.as_ref()?.iter().map(|&m| ln_mse(m)).collect();
         Some(Calibration {
             neg_s_sum: RobustStats::of(&neg(&self.s_sum))?,
             neg_s_kl: RobustStats::of(&neg(&self.s_kl))?,
@@ -235,7 +236,7 @@ impl RawScores {
                 self.s_sum
                     .iter()
                     .zip(self.mse.as_ref()?)
-                    .map(|(&s, &m)| c.neg_s_sum.z(-s) + c.log_mse.z((m + 1e-12).ln()))
+                    .map(|(&s, &m)| c.neg_s_sum.z(-s) + c.log_mse.z(ln_mse(m)))
                     .collect()
             }
             ScoreVariant::Combined => {
@@ -245,12 +246,23 @@ impl RawScores {
                 (0..self.s_sum.len())
                     .map(|i| {
                         lg.z(logit_anomaly_mass(self.s_sum[i]))
-                            + c.log_mse.z((mse[i] + 1e-12).ln())
+                            + c.log_mse.z(ln_mse(mse[i]))
                             + c.neg_s_kl.z(-self.s_kl[i]).max(0.0)
                     })
                     .collect()
             }
         })
+    }
+
+    /// S_sum, S_KL and the MSE of a full forward pass.
+    pub fn from_forward(fw: &Forward<f32>, p: &ModelParams) -> RawScores {
+        let (s_sum, s_kl) = attention_scores(fw.w.view(), p.memory_normal, p.log_guard);
+        let d = fw.x_hat.ncols().max(1) as f32;
+        RawScores {
+            s_sum,
+            s_kl,
+            mse: Some(fw.err.iter().map(|&e| e * e / d).collect()),
+        }
     }
 
     fn append(&mut self, other: RawScores) {
@@ -313,15 +325,7 @@ pub fn score_scaled(
 
 fn score_chunk(w: &Weights<f32>, p: &ModelParams, x: ArrayView2<f32>, with_mse: bool) -> RawScores {
     if with_mse {
-        let fw = forward(w, x, p);
-        let (s_sum, s_kl) = attention_scores(fw.w.view(), p.memory_normal, p.log_guard);
-        let d = x.ncols().max(1) as f32;
-        let mse = fw.err.iter().map(|&e| e * e / d).collect();
-        RawScores {
-            s_sum,
-            s_kl,
-            mse: Some(mse),
-        }
+        RawScores::from_forward(&forward(w, x, p), p)
     } else {
         let (_, _, att): (Array2<f32>, Array2<f32>, Array2<f32>) = attention(w, x);
         let (s_sum, s_kl) = attention_scores(att.view(), p.memory_normal, p.log_guard);

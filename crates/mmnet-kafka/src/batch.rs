@@ -153,12 +153,14 @@ impl Scorer {
         let n = x.len() / d;
         let view = ArrayView2::from_shape((n, d), &x)
             .map_err(|e| OperatorError::Internal(format!("feature buffer: {e}")))?;
-        let scored = self.model.score(view, false, self.threshold)?;
-        let explanations = match self.explain {
+        let (scored, explanations) = match self.explain {
             Some((top_memory, top_features)) => {
-                Some(self.model.explain(view, top_memory, top_features)?)
+                let (scored, e) =
+                    self.model
+                        .score_explained(view, self.threshold, top_memory, top_features)?;
+                (scored, Some(e))
             }
-            None => None,
+            None => (self.model.score(view, false, self.threshold)?, None),
         };
 
         // A record that cannot be scored, with nowhere to send it, cuts the batch there.

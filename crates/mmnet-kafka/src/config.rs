@@ -208,7 +208,8 @@ pub struct OutputSection {
     pub format: OutputFormat,
     /// Add an `explain` object to every JSON score record: the most attended memory items
     /// and the features carrying the reconstruction error (`mmnet explain`, per record).
-    /// Costs about two extra forward passes per batch.
+    /// Scores and explanations come from one forward pass; the cost is the decoder (if the
+    /// score does not already need it) and two small sorts per record.
     pub explain: bool,
     /// Memory items listed per record when `explain` is on.
     pub explain_top_memory: usize,
@@ -409,7 +410,8 @@ shutdown_timeout_s = 30
 format = "json"
 # Add an "explain" object to each JSON score record: the most attended memory items (normal
 # or anomaly part) and the features with the largest share of the reconstruction error.
-# JSON output only; costs about two extra forward passes per batch.
+# JSON output only; costs the decoder pass (if the score does not already run it) and two
+# small sorts per record.
 explain = false
 explain_top_memory = 3
 explain_top_features = 5
