@@ -7,53 +7,57 @@ use clap::Args;
 use mmnet_arrow::{DatasetSpec, load_dataset};
 use mmnet_core::experiment::evaluate_variants;
 
-/// Arguments of `mmnet eval`.
+/// A model and a labeled table to judge it on (`eval` and `report`).
 #[derive(Debug, Args)]
-pub struct EvalArgs {
+pub struct LabeledArgs {
     /// Model directory written by `mmnet train`.
     #[arg(long)]
     pub model: PathBuf,
-    /// Labeled table: .parquet, .csv or .npz.
+    /// Labeled table: .parquet, .csv or .npz (ideally rows the model was not trained on).
     #[arg(long)]
     pub data: PathBuf,
     /// Column with the true labels (1 = anomaly).
     #[arg(long, default_value = "label")]
     pub label_column: String,
+}
+
+impl LabeledArgs {
+    /// Loads the model, then the model's feature columns and the label column of the table.
+    pub fn load(&self) -> Result<(mmnet_core::Model, mmnet_arrow::Dataset)> {
+        let model = mmnet_core::artifact::load(&self.model)?;
+        let ds = load_dataset(
+            &self.data,
+            &DatasetSpec {
+                label_column: self.label_column.clone(),
+                features: Some(model.features.clone()),
+                ..Default::default()
+            },
+        )?;
+        Ok((model, ds))
+    }
+}
+
+/// Arguments of `mmnet eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub input: LabeledArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-/// Loads a model and the model's feature columns plus `label_column` of a labeled table
-/// (shared by `eval` and `report`).
-pub fn load_labeled(
-    model: &std::path::Path,
-    data: &std::path::Path,
-    label_column: &str,
-) -> Result<(mmnet_core::Model, mmnet_arrow::Dataset)> {
-    let model = mmnet_core::artifact::load(model)?;
-    let ds = load_dataset(
-        data,
-        &DatasetSpec {
-            label_column: label_column.to_string(),
-            features: Some(model.features.clone()),
-            ..Default::default()
-        },
-    )?;
-    Ok((model, ds))
-}
-
 /// Runs `mmnet eval`.
 pub fn run(a: EvalArgs) -> Result<()> {
-    let (model, ds) = load_labeled(&a.model, &a.data, &a.label_column)?;
+    let (model, ds) = a.input.load()?;
     let scores = model.score_all_variants(ds.x.view())?;
     let metrics = evaluate_variants(&scores, &ds.labels)?;
     if a.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "model": a.model,
-                "data": a.data,
+                "model": a.input.model,
+                "data": a.input.data,
                 "rows": ds.labels.len(),
                 "anomalies": ds.labels.iter().filter(|&&l| l).count(),
                 "default_score": model.score.variant.name(),

@@ -11,20 +11,14 @@ use mmnet_core::experiment::evaluate_variants;
 use mmnet_core::metrics::{pr_curve, roc_curve};
 use plotters::prelude::SeriesLabelPosition;
 
+use crate::cmd_eval::LabeledArgs;
 use crate::plots::{LineChart, Series, score_histogram};
 
 /// Arguments of `mmnet report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Model directory written by `mmnet train`.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Labeled table to evaluate on (.parquet, .csv or .npz), ideally rows not trained on.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Column with the true labels (1 = anomaly).
-    #[arg(long, default_value = "label")]
-    pub label_column: String,
+    #[command(flatten)]
+    pub input: LabeledArgs,
     /// Output directory (created; files in it are overwritten).
     #[arg(long)]
     pub out: PathBuf,
@@ -32,13 +26,13 @@ pub struct ReportArgs {
 
 /// Runs `mmnet report`.
 pub fn run(a: ReportArgs) -> Result<()> {
-    let (model, ds) = crate::cmd_eval::load_labeled(&a.model, &a.data, &a.label_column)?;
+    let (model, ds) = a.input.load()?;
     let anomalies = ds.labels.iter().filter(|&&l| l).count();
     anyhow::ensure!(
         anomalies > 0 && anomalies < ds.labels.len(),
         "{}: column `{}` must hold both normal (0) and anomalous (1) rows for a report ({} of {} are anomalous)",
-        a.data.display(),
-        a.label_column,
+        a.input.data.display(),
+        a.input.label_column,
         anomalies,
         ds.labels.len()
     );
@@ -189,8 +183,8 @@ pub fn run(a: ReportArgs) -> Result<()> {
     std::fs::write(&index, html).with_context(|| format!("writing {}", index.display()))?;
     println!(
         "report for {} on {} ({} rows, {} anomalous) written to {}",
-        a.model.display(),
-        a.data.display(),
+        a.input.model.display(),
+        a.input.data.display(),
         ds.labels.len(),
         anomalies,
         index.display()
@@ -247,9 +241,9 @@ fn index_html(
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}\
 th{{background:#eee}}td:first-child,th:first-child{{text-align:left}}img{{max-width:100%;border:1px solid #ddd;margin:0.5em 0}}</style>\n\
 </head><body>\n<h1>mmnet report</h1>\n<p>Model <code>{}</code> evaluated on <code>{}</code>: {rows} rows, {anomalies} anomalous (column <code>{}</code>).</p>\n",
-        path_text(&a.model),
-        path_text(&a.data),
-        esc(&a.label_column)
+        path_text(&a.input.model),
+        path_text(&a.input.data),
+        esc(&a.input.label_column)
     );
     let _ = write!(
         h,
