@@ -160,18 +160,11 @@ def main():
     w("")
     w("| known type (test: the other) | runs | combined | s_sum | s_kl | mse | paper |")
     w("|---|---|---|---|---|---|---|")
-    for t in (1, 2):
-        doc = load(f"annthyroid-known{t}")
-        if doc is None:
-            continue
-        runs = runs_of(doc)
+    known = {t: runs_of(doc) for t in (1, 2) if (doc := load(f"annthyroid-known{t}")) is not None}
+    for t, runs in known.items():
         w(f"| {t} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in ["combined", "s_sum", "s_kl", "mse", "paper"]) + " |")
     w("")
-    for t in (1, 2):
-        doc = load(f"annthyroid-known{t}")
-        if doc is None:
-            continue
-        runs = runs_of(doc)
+    for t, runs in known.items():
         kl, ss, co = (stats(runs, v)[0] for v in ("s_kl", "s_sum", "combined"))
         verdict = "ranks the unknown type better than S_sum alone" if kl > ss else "ranks the unknown type worse than S_sum alone"
         w(f"- Known type {t}, unknown type {3 - t}: S_KL alone {kl:.3f} vs S_sum alone {ss:.3f}: "
