@@ -3,7 +3,7 @@
 //! machine without fontconfig or any installed font.
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use plotters::prelude::*;
@@ -21,18 +21,19 @@ pub struct Series<'a> {
     pub points: &'a [(f64, f64)],
 }
 
+/// Registers the embedded font once per process; a failure is remembered, not retried.
 fn register_font() -> Result<()> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        result = plotters::style::register_font(
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(
             FONT,
             FontStyle::Normal,
             include_bytes!("../assets/DejaVuSans.ttf"),
         )
-        .map_err(|_| anyhow::anyhow!("the embedded font could not be loaded"));
+        .is_ok()
     });
-    result
+    anyhow::ensure!(ok, "the embedded font could not be loaded");
+    Ok(())
 }
 
 fn color(i: usize) -> RGBColor {
@@ -103,7 +104,6 @@ macro_rules! lines_and_legend {
 impl LineChart<'_> {
     /// Draws `series` to the PNG file `path`.
     pub fn draw(&self, path: &Path, series: &[Series<'_>]) -> Result<()> {
-        register_font()?;
         let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err(path))?;
         self.draw_on(&root, path, series)?;
@@ -173,7 +173,6 @@ impl LineChart<'_> {
 
 /// Several charts stacked vertically in one PNG (e.g. losses of very different ranges).
 pub fn stacked(path: &Path, charts: &[(LineChart<'_>, Vec<Series<'_>>)]) -> Result<()> {
-    register_font()?;
     let h = HEIGHT / 2 * charts.len().max(1) as u32;
     let root = BitMapBackend::new(path, (WIDTH, h)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err(path))?;
