@@ -295,6 +295,7 @@ pub fn load(path: &Path) -> Result<Model> {
         score: m.score,
         threshold: m.threshold,
         training: m.training,
+        kernel: Default::default(),
     })
 }
 

@@ -16,6 +16,7 @@ pub mod artifact;
 pub mod error;
 pub mod experiment;
 pub mod explain;
+pub mod kernel;
 pub mod linear;
 pub mod loss;
 pub mod metrics;

@@ -4,11 +4,12 @@ use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
+use crate::kernel::Scorer;
 use crate::loss::LossParts;
 use crate::network::Weights;
 use crate::params::{ModelParams, TrainParams};
 use crate::scaler::MinMaxScaler;
-use crate::score::{RawScores, ScoreConfig, ScoreVariant, score_scaled};
+use crate::score::{RawScores, ScoreConfig, ScoreVariant};
 
 /// The anomaly threshold on `mmnet_score` and how it was obtained.
 ///
@@ -72,6 +73,21 @@ pub struct Model {
     pub threshold: Threshold,
     /// Training record.
     pub training: TrainingSummary,
+    /// The packed scoring kernel, built from the fields above on first use.
+    pub(crate) kernel: KernelCache,
+}
+
+/// The scoring kernel of a [`Model`], packed once on the first call to score (weights
+/// packed into panels, scaling folded into the read of each row) and shared by clones.
+/// It is derived data: it never takes part in equality, and a model whose `weights`,
+/// `params` or `scaler` are changed after scoring must be rebuilt, not mutated.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KernelCache(std::sync::OnceLock<std::sync::Arc<Scorer>>);
+
+impl PartialEq for KernelCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Scores of a batch of rows.
@@ -100,14 +116,22 @@ impl Model {
         with_mse: bool,
         threshold: Option<f32>,
     ) -> Result<ScoredBatch> {
-        let scaled = self.scale(x)?;
+        self.check_width(x)?;
         let need_mse = with_mse || self.score.variant.needs_decoder();
-        let raw = score_scaled(&self.weights, &self.params, scaled.view(), need_mse);
+        let raw = self.kernel().score(x, need_mse);
         self.finish(raw, threshold)
     }
 
-    /// Checks the width of raw rows and scales them as the network expects.
-    pub(crate) fn scale(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+    /// The scoring kernel for raw rows (scaling included), packed on first use.
+    pub fn kernel(&self) -> &Scorer {
+        self.kernel.0.get_or_init(|| {
+            std::sync::Arc::new(
+                Scorer::new(&self.weights, &self.params).with_prescale(self.scaler.prescale()),
+            )
+        })
+    }
+
+    fn check_width(&self, x: ArrayView2<f32>) -> Result<()> {
         if x.ncols() != self.input_dim() {
             return Err(CoreError::Shape {
                 what: "rows to score".into(),
@@ -115,6 +139,12 @@ impl Model {
                 got: format!("{} columns", x.ncols()),
             });
         }
+        Ok(())
+    }
+
+    /// Checks the width of raw rows and scales them as the network expects.
+    pub(crate) fn scale(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        self.check_width(x)?;
         Ok(self.scaler.transform(x))
     }
 

@@ -75,7 +75,7 @@ pub struct LogCompress {
 
 impl LogCompress {
     #[inline]
-    fn apply(&self, v: f32) -> f32 {
+    pub(crate) fn apply(&self, v: f32) -> f32 {
         let d = (v - self.origin) / self.scale;
         d.signum() * d.abs().ln_1p()
     }
@@ -176,6 +176,21 @@ impl MinMaxScaler {
                 .and(&lo[..])
                 .and(&scale[..])
                 .for_each(|v, &l, &s| *v = (*v - l) * s);
+        }
+    }
+
+    /// The same transform in the form the scoring kernel applies while it reads rows.
+    pub fn prescale(&self) -> crate::kernel::Prescale {
+        let (lo, scale) = self.offsets();
+        crate::kernel::Prescale {
+            // An empty list means no column is compressed (see `fit`).
+            compress: if self.log_compress.is_empty() {
+                vec![None; self.dim()]
+            } else {
+                self.log_compress.clone()
+            },
+            lo,
+            scale,
         }
     }
 

@@ -9,10 +9,10 @@
 //!
 //! The raw S_sum and S_KL are reported as they are defined in the paper.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::network::{Forward, Weights, attention, forward};
+use crate::network::{Forward, Weights};
 use crate::params::ModelParams;
 use crate::real::Real;
 
@@ -264,15 +264,6 @@ impl RawScores {
             mse: Some(fw.err.iter().map(|&e| e * e / d).collect()),
         }
     }
-
-    fn append(&mut self, other: RawScores) {
-        self.s_sum.extend(other.s_sum);
-        self.s_kl.extend(other.s_kl);
-        // `score_scaled` starts from `Some(vec![])` exactly when every chunk computes MSE.
-        if let (Some(a), Some(b)) = (&mut self.mse, other.mse) {
-            a.extend(b);
-        }
-    }
 }
 
 /// S_sum and S_KL of each row of the attention matrix `w` (`B x (K+L)`).
@@ -292,55 +283,21 @@ pub fn attention_scores<F: Real>(w: ArrayView2<F>, k: usize, guard: f64) -> (Vec
     (s_sum, s_kl)
 }
 
-/// Rows per parallel chunk when scoring large batches. Smaller batches run on the calling
-/// thread: for streaming micro-batches latency matters more than the second core.
-const PAR_CHUNK: usize = 1024;
-
-/// Scores rows that are already scaled. Computes the decoder only when `with_mse`.
+/// Scores rows that are already scaled. Computes the decoder only when `with_mse`. Packs
+/// the weights on every call: hold a [`crate::kernel::Scorer`] to score repeatedly.
 pub fn score_scaled(
     w: &Weights<f32>,
     p: &ModelParams,
     x: ArrayView2<f32>,
     with_mse: bool,
 ) -> RawScores {
-    use rayon::prelude::*;
-    if x.nrows() <= PAR_CHUNK {
-        return score_chunk(w, p, x, with_mse);
-    }
-    let parts: Vec<RawScores> = x
-        .axis_chunks_iter(Axis(0), PAR_CHUNK)
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|c| score_chunk(w, p, c, with_mse))
-        .collect();
-    let mut out = RawScores {
-        mse: with_mse.then(Vec::new),
-        ..Default::default()
-    };
-    for part in parts {
-        out.append(part);
-    }
-    out
-}
-
-fn score_chunk(w: &Weights<f32>, p: &ModelParams, x: ArrayView2<f32>, with_mse: bool) -> RawScores {
-    if with_mse {
-        RawScores::from_forward(&forward(w, x, p), p)
-    } else {
-        let (_, _, att): (Array2<f32>, Array2<f32>, Array2<f32>) = attention(w, x);
-        let (s_sum, s_kl) = attention_scores(att.view(), p.memory_normal, p.log_guard);
-        RawScores {
-            s_sum,
-            s_kl,
-            mse: None,
-        }
-    }
+    crate::kernel::Scorer::new(w, p).score(x, with_mse)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use ndarray::{Array2, array};
 
     #[test]
     fn uniform_attention_has_zero_kl_and_half_sum() {

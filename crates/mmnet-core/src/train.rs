@@ -242,6 +242,7 @@ pub fn fit(
             wall_seconds: start.elapsed().as_secs_f64(),
             history,
         },
+        kernel: Default::default(),
     })
 }
 

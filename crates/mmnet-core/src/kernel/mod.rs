@@ -1,0 +1,13 @@
+//! The scoring kernel (issue 6): what every Kafka batch and SQL query runs.
+//!
+//! The ndarray forward pass in [`crate::network`] keeps every activation for the backward
+//! pass and allocates each of them; scoring needs none of that. This module computes the
+//! same S_sum, S_KL and MSE with weights packed once per model ([`packed`]), addressing
+//! fused per row ([`attend`]) and scratch reused across calls ([`scorer`]). Tests check it
+//! against the reference forward pass.
+
+pub mod attend;
+pub mod packed;
+pub mod scorer;
+
+pub use scorer::{CHUNK, Prescale, ScoreOut, Scorer};

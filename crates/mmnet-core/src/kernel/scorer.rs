@@ -1,0 +1,349 @@
+//! The scoring kernel: weights packed once per model, rows scored in cache-sized chunks
+//! into caller-owned outputs, with per-thread scratch reused across calls.
+//!
+//! Per chunk of [`CHUNK`] rows the activations of every layer stay in L1/L2 and each layer
+//! is one [`matmul`] over packed weights; addressing is fused per row ([`attend_row`]); the
+//! decoder runs only when the MSE is asked for. Batches of more than one chunk are split
+//! across rayon's threads; a batch of at most one chunk (a streaming micro-batch) runs on
+//! the calling thread, where latency is lowest. After the first call on a thread, scoring
+//! allocates nothing: the scratch buffers live in a thread-local and only ever grow.
+
+use std::cell::RefCell;
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+use super::attend::{AttendParams, attend_row};
+use super::packed::{PackedLinear, matmul};
+use crate::network::Weights;
+use crate::params::ModelParams;
+use crate::score::RawScores;
+
+/// Rows per chunk (and per parallel task). 64 rows of the widest activation of the default
+/// network (256 floats) are 64 KiB, which stays in L2 with the weights streaming past it.
+pub const CHUNK: usize = 64;
+
+/// Per-row outputs, owned by the caller. All slices have one entry per input row.
+#[derive(Debug)]
+pub struct ScoreOut<'a> {
+    /// S_sum (eq. 17).
+    pub s_sum: &'a mut [f32],
+    /// S_KL (eq. 18).
+    pub s_kl: &'a mut [f32],
+    /// Reconstruction MSE; `None` skips the decoder.
+    pub mse: Option<&'a mut [f32]>,
+}
+
+/// Optional input scaling applied while a chunk is copied into scratch: per feature
+/// `v -> ln-compress (if any) -> (v - lo) * scale` (the model's `MinMaxScaler`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prescale {
+    /// Per feature: applied first when present.
+    pub compress: Vec<Option<crate::scaler::LogCompress>>,
+    /// Per feature offset.
+    pub lo: Vec<f32>,
+    /// Per feature multiplier.
+    pub scale: Vec<f32>,
+}
+
+/// A model's network prepared for scoring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scorer {
+    enc1: PackedLinear,
+    enc2: PackedLinear,
+    /// `z M^T`: the memory as a linear layer from latent to items.
+    address: PackedLinear,
+    /// `w^ M`: the memory transposed, from items to latent.
+    read: PackedLinear,
+    dec1: PackedLinear,
+    dec2: PackedLinear,
+    attend: AttendParams,
+    prescale: Option<Prescale>,
+}
+
+/// Scratch for one chunk, grown on demand and reused.
+#[derive(Debug, Default)]
+struct Scratch {
+    x: Vec<f32>,
+    h1: Vec<f32>,
+    z: Vec<f32>,
+    logits: Vec<f32>,
+    w_hat: Vec<f32>,
+    z_hat: Vec<f32>,
+    h3: Vec<f32>,
+    x_hat: Vec<f32>,
+}
+
+fn grow(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl Scorer {
+    /// Packs the weights of a network with architecture `p`.
+    pub fn new(w: &Weights<f32>, p: &ModelParams) -> Self {
+        Scorer {
+            enc1: PackedLinear::pack(w.enc1.view()),
+            enc2: PackedLinear::pack(w.enc2.view()),
+            address: PackedLinear::pack(w.memory.view()),
+            read: PackedLinear::pack(w.memory.t()),
+            dec1: PackedLinear::pack(w.dec1.view()),
+            dec2: PackedLinear::pack(w.dec2.view()),
+            attend: AttendParams {
+                k: p.memory_normal,
+                guard: p.log_guard as f32,
+                gamma: p.shrink_threshold as f32,
+                eps: p.shrink_eps as f32,
+            },
+            prescale: None,
+        }
+    }
+
+    /// Applies `prescale` to raw rows as they are read (so scaling needs no copy of the batch).
+    pub fn with_prescale(mut self, prescale: Prescale) -> Self {
+        self.prescale = Some(prescale);
+        self
+    }
+
+    /// Input features per row.
+    pub fn input_dim(&self) -> usize {
+        self.enc1.in_dim()
+    }
+
+    /// Multiply-adds per row of the matrix products: encoder and addressing, plus the
+    /// decoder when `with_mse`. Twice this is the FLOP count used in benchmark reports.
+    pub fn macs_per_row(&self, with_mse: bool) -> usize {
+        let mac = |l: &PackedLinear| l.in_dim() * l.out_dim();
+        let attention = mac(&self.enc1) + mac(&self.enc2) + mac(&self.address);
+        let decoder = mac(&self.read) + mac(&self.dec1) + mac(&self.dec2);
+        attention + if with_mse { decoder } else { 0 }
+    }
+
+    /// Scores `x` (one row per record, [`Scorer::input_dim`] columns) into `out`.
+    ///
+    /// # Panics
+    /// When `x` has the wrong width or an output slice the wrong length (caller bugs).
+    pub fn score_into(&self, x: ArrayView2<f32>, out: ScoreOut<'_>) {
+        let n = x.nrows();
+        assert_eq!(x.ncols(), self.input_dim(), "input width");
+        assert!(out.s_sum.len() == n && out.s_kl.len() == n, "output length");
+        assert!(out.mse.as_ref().is_none_or(|m| m.len() == n), "mse length");
+        let ScoreOut { s_sum, s_kl, mse } = out;
+        if n <= CHUNK {
+            return self.chunk(x, s_sum, s_kl, mse);
+        }
+        let rows = |i: usize| x.slice(ndarray::s![i * CHUNK..((i + 1) * CHUNK).min(n), ..]);
+        let pairs = s_sum.par_chunks_mut(CHUNK).zip(s_kl.par_chunks_mut(CHUNK));
+        match mse {
+            Some(mse) => pairs
+                .zip(mse.par_chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(|(i, ((a, b), c))| self.chunk(rows(i), a, b, Some(c))),
+            None => pairs
+                .enumerate()
+                .for_each(|(i, (a, b))| self.chunk(rows(i), a, b, None)),
+        }
+    }
+
+    /// Scores `x`, allocating the outputs.
+    pub fn score(&self, x: ArrayView2<f32>, with_mse: bool) -> RawScores {
+        let n = x.nrows();
+        let (mut s_sum, mut s_kl) = (vec![0.0; n], vec![0.0; n]);
+        let mut mse = with_mse.then(|| vec![0.0; n]);
+        self.score_into(
+            x,
+            ScoreOut {
+                s_sum: &mut s_sum,
+                s_kl: &mut s_kl,
+                mse: mse.as_deref_mut(),
+            },
+        );
+        RawScores { s_sum, s_kl, mse }
+    }
+
+    /// One chunk of at most [`CHUNK`] rows on the calling thread.
+    fn chunk(
+        &self,
+        x: ArrayView2<f32>,
+        s_sum: &mut [f32],
+        s_kl: &mut [f32],
+        mse: Option<&mut [f32]>,
+    ) {
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            self.chunk_with(&mut scratch, x, s_sum, s_kl, mse);
+        });
+    }
+
+    fn chunk_with(
+        &self,
+        s: &mut Scratch,
+        x: ArrayView2<f32>,
+        s_sum: &mut [f32],
+        s_kl: &mut [f32],
+        mse: Option<&mut [f32]>,
+    ) {
+        let (n, d) = x.dim();
+        let (hs, zs, ms) = (
+            self.enc1.out_padded(),
+            self.enc2.out_padded(),
+            self.address.out_padded(),
+        );
+        grow(&mut s.h1, n * hs);
+        grow(&mut s.z, n * zs);
+        grow(&mut s.logits, n * ms);
+        grow(&mut s.w_hat, n * ms);
+        // The input: read in place when it is contiguous and needs no scaling.
+        let direct = match (&self.prescale, x.as_slice()) {
+            (None, Some(slice)) => Some(slice),
+            _ => None,
+        };
+        let xin: &[f32] = match direct {
+            Some(slice) => slice,
+            None => {
+                grow(&mut s.x, n * d);
+                for (row, dst) in x.rows().into_iter().zip(s.x.chunks_exact_mut(d)) {
+                    for (o, &v) in dst.iter_mut().zip(row.iter()) {
+                        *o = v;
+                    }
+                    if let Some(p) = &self.prescale {
+                        for (j, o) in dst.iter_mut().enumerate() {
+                            let v = match p.compress[j] {
+                                Some(c) => c.apply(*o),
+                                None => *o,
+                            };
+                            *o = (v - p.lo[j]) * p.scale[j];
+                        }
+                    }
+                }
+                &s.x[..n * d]
+            }
+        };
+        matmul(xin, d, n, &self.enc1, &mut s.h1, hs, true);
+        matmul(&s.h1, hs, n, &self.enc2, &mut s.z, zs, false);
+        matmul(&s.z, zs, n, &self.address, &mut s.logits, ms, false);
+        let m = self.address.out_dim();
+        for (r, (a, b)) in s_sum.iter_mut().zip(s_kl.iter_mut()).enumerate() {
+            let logits = &mut s.logits[r * ms..r * ms + m];
+            let w_hat = &mut s.w_hat[r * ms..r * ms + m];
+            (*a, *b) = attend_row(logits, w_hat, &self.attend);
+        }
+        let Some(mse) = mse else { return };
+        let (rs, ds, xs) = (
+            self.read.out_padded(),
+            self.dec1.out_padded(),
+            self.dec2.out_padded(),
+        );
+        grow(&mut s.z_hat, n * rs);
+        grow(&mut s.h3, n * ds);
+        grow(&mut s.x_hat, n * xs);
+        matmul(&s.w_hat, ms, n, &self.read, &mut s.z_hat, rs, false);
+        matmul(&s.z_hat, rs, n, &self.dec1, &mut s.h3, ds, true);
+        matmul(&s.h3, ds, n, &self.dec2, &mut s.x_hat, xs, false);
+        for (r, out) in mse.iter_mut().enumerate() {
+            let row = &xin[r * d..r * d + d];
+            let rec = &s.x_hat[r * xs..r * xs + d];
+            let sq: f32 = row.iter().zip(rec).map(|(&a, &b)| (b - a) * (b - a)).sum();
+            *out = sq / d as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::forward;
+    use ndarray::{Array2, ShapeBuilder};
+    use rand::SeedableRng;
+
+    fn close(got: &[f32], want: &[f32], rel: f32, what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= rel * w.abs().max(1.0),
+                "{what}[{i}]: {g} vs {w}"
+            );
+        }
+    }
+
+    /// The kernel against the reference forward pass (`network::forward` +
+    /// `RawScores::from_forward`), for batch sizes around the chunk and panel edges and for
+    /// weights scaled up until attention saturates (tiny weights, guarded logs, shrinkage).
+    #[test]
+    fn matches_the_reference_forward_pass() {
+        for (d, hidden, latent, k, l, sharpen) in [
+            (7, 16, 8, 3, 2, 1.0f32),
+            (29, 40, 17, 32, 32, 1.0),
+            (122, 64, 32, 20, 12, 6.0),
+        ] {
+            let p = ModelParams {
+                hidden_dim: hidden,
+                latent_dim: latent,
+                memory_normal: k,
+                memory_anomaly: l,
+                ..Default::default()
+            };
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(d as u64);
+            let mut w: Weights<f32> = Weights::init(d, &p, &mut rng);
+            w.memory.mapv_inplace(|v| v * sharpen);
+            let scorer = Scorer::new(&w, &p);
+            for rows in [1, 5, 6, 63, 64, 65, 200] {
+                let x = Array2::from_shape_fn((rows, d), |(i, j)| {
+                    (((i * 131 + j * 71) % 97) as f32 / 97.0)
+                        * if sharpen > 1.0 { 3.0 } else { 1.0 }
+                });
+                let want = RawScores::from_forward(&forward(&w, x.view(), &p), &p);
+                let got = scorer.score(x.view(), true);
+                let tag = format!("d={d} rows={rows}");
+                close(&got.s_sum, &want.s_sum, 1e-5, &format!("s_sum {tag}"));
+                close(&got.s_kl, &want.s_kl, 1e-4, &format!("s_kl {tag}"));
+                close(
+                    got.mse.as_ref().unwrap(),
+                    want.mse.as_ref().unwrap(),
+                    1e-4,
+                    &format!("mse {tag}"),
+                );
+                let fast = scorer.score(x.view(), false);
+                assert!(fast.mse.is_none());
+                assert_eq!((fast.s_sum, fast.s_kl), (got.s_sum, got.s_kl), "{tag}");
+            }
+        }
+    }
+
+    #[test]
+    fn prescale_equals_scaling_first_and_strided_input_is_read_correctly() {
+        use crate::scaler::{MinMaxScaler, Scaling};
+        let p = ModelParams {
+            hidden_dim: 24,
+            latent_dim: 8,
+            memory_normal: 4,
+            memory_anomaly: 4,
+            ..Default::default()
+        };
+        let d = 9;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let w: Weights<f32> = Weights::init(d, &p, &mut rng);
+        // Skewed columns so `Scaling::Auto` log-compresses some of them.
+        let raw = Array2::from_shape_fn((150, d), |(i, j)| {
+            let v = ((i * 37 + j * 11) % 50) as f32;
+            if j % 2 == 0 { v.powi(3) } else { v }
+        });
+        let scaler = MinMaxScaler::fit(&[raw.view()], Scaling::Auto).unwrap();
+        assert!(scaler.log_compress.iter().any(Option::is_some));
+        let plain = Scorer::new(&w, &p);
+        let fused = plain.clone().with_prescale(scaler.prescale());
+        let want = plain.score(scaler.transform(raw.view()).view(), true);
+        let got = fused.score(raw.view(), true);
+        assert_eq!(got, want);
+        // A column-major (non-contiguous) view takes the copying path and agrees too.
+        let mut fortran = Array2::zeros(raw.raw_dim().f());
+        fortran.assign(&raw);
+        assert!(fortran.as_slice().is_none());
+        assert_eq!(fused.score(fortran.view(), true), want);
+    }
+}
