@@ -126,6 +126,27 @@ fn validate(data: &TrainData<'_>, cfg: &FitConfig) -> Result<()> {
     Ok(())
 }
 
+/// One optimisation step on a scaled batch (`labeled[i]` is l_i): forward pass, loss
+/// (eq. 11), backward pass into `grads`, Adam update at learning rate `lr`. Returns the
+/// loss of the batch *before* the update. A non-finite loss leaves the weights untouched.
+pub fn train_step(
+    weights: &mut Weights<f32>,
+    grads: &mut Weights<f32>,
+    adam: &mut Adam<f32>,
+    x: ArrayView2<f32>,
+    labeled: &[bool],
+    p: &ModelParams,
+    lr: f64,
+) -> LossParts {
+    let fw = forward_train(weights, x, labeled, p);
+    let l = loss(&fw, labeled, p);
+    if l.total.is_finite() {
+        backward(weights, x, labeled, &fw, p, grads);
+        adam.step(weights, grads, lr);
+    }
+    l
+}
+
 /// Trains a model. Deterministic for a given seed and data.
 pub fn fit(
     data: TrainData<'_>,
@@ -174,16 +195,13 @@ pub fn fit(
             }
             let x = batch.slice(ndarray::s![..total, ..]);
             let lab = &labeled[..total];
-            let fw = forward_train(&weights, x, lab, mp);
-            let l = loss(&fw, lab, mp);
+            let l = train_step(&mut weights, &mut grads, &mut adam, x, lab, mp, lr);
             if !l.total.is_finite() {
                 return Err(CoreError::Diverged {
                     epoch,
                     loss: l.total,
                 });
             }
-            backward(&weights, x, lab, &fw, mp, &mut grads);
-            adam.step(&mut weights, &grads, lr);
             sum.rec += l.rec;
             sum.mask += l.mask;
             sum.kl += l.kl * total as f64;

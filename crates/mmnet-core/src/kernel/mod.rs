@@ -8,6 +8,7 @@
 
 pub mod attend;
 pub mod packed;
+pub mod peak;
 pub mod scorer;
 
 pub use scorer::{CHUNK, Prescale, ScoreOut, Scorer};

@@ -121,34 +121,152 @@ pub fn isa() -> &'static str {
     "portable"
 }
 
-/// 6 rows x 2 panels: 12 accumulators of the 32 zmm registers.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn matmul_avx512(
-    x: &[f32],
-    xs: usize,
-    rows: usize,
-    w: &PackedLinear,
-    y: &mut [f32],
-    ys: usize,
-    relu: bool,
-) {
-    matmul_body::<true, 6, 2, 8>(x, xs, rows, w, y, ys, relu);
-}
+use x86::{matmul_avx2, matmul_avx512};
 
-/// 6 rows x 1 panel: 12 accumulators, 2 weight loads and a broadcast: 15 of 16 ymm registers.
+/// The x86 micro-kernels, written with intrinsics: the portable array code below is
+/// correct but LLVM turned its accumulators into gathers and scatters through memory
+/// (seen in the disassembly), which ran at ~2 GFLOP/s.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn matmul_avx2(
-    x: &[f32],
-    xs: usize,
-    rows: usize,
-    w: &PackedLinear,
-    y: &mut [f32],
-    ys: usize,
-    relu: bool,
-) {
-    matmul_body::<true, 6, 1, 4>(x, xs, rows, w, y, ys, relu);
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{NR, PackedLinear};
+
+    /// Generates `$name`: blocks of 6 rows x `$pb` panels, leftover rows one at a time with
+    /// `$p1` panels, on vectors `$v` of which `$per` make one panel of [`NR`] floats.
+    macro_rules! x86_matmul {
+        ($name:ident, $panels:ident, $tile:ident, $feat:literal, $v:ty, $per:literal, $lanes:literal,
+         $pb:literal, $p1:literal, $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident, $max:ident) => {
+            #[target_feature(enable = $feat)]
+            pub(super) fn $name(
+                x: &[f32],
+                xs: usize,
+                rows: usize,
+                w: &PackedLinear,
+                y: &mut [f32],
+                ys: usize,
+                relu: bool,
+            ) {
+                let mut r = 0;
+                while r + 6 <= rows {
+                    $panels::<6, $pb>(&x[r * xs..], xs, w, &mut y[r * ys..], ys, relu);
+                    r += 6;
+                }
+                while r < rows {
+                    $panels::<1, $p1>(&x[r * xs..], xs, w, &mut y[r * ys..], ys, relu);
+                    r += 1;
+                }
+            }
+
+            #[target_feature(enable = $feat)]
+            #[inline]
+            fn $panels<const R: usize, const P: usize>(
+                x: &[f32],
+                xs: usize,
+                w: &PackedLinear,
+                y: &mut [f32],
+                ys: usize,
+                relu: bool,
+            ) {
+                let mut p = 0;
+                while p + P <= w.panels {
+                    $tile::<R, P>(x, xs, w, p, y, ys, relu);
+                    p += P;
+                }
+                while p < w.panels {
+                    $tile::<R, 1>(x, xs, w, p, y, ys, relu);
+                    p += 1;
+                }
+            }
+
+            #[target_feature(enable = $feat)]
+            #[inline]
+            #[allow(clippy::too_many_arguments)]
+            fn $tile<const R: usize, const P: usize>(
+                x: &[f32],
+                xs: usize,
+                w: &PackedLinear,
+                p0: usize,
+                y: &mut [f32],
+                ys: usize,
+                relu: bool,
+            ) {
+                let k = w.in_dim;
+                let xr: [&[f32]; R] = std::array::from_fn(|r| &x[r * xs..r * xs + k]);
+                let wp: [&[f32]; P] = std::array::from_fn(|p| w.panel(p0 + p));
+                let mut acc: [[[$v; $per]; P]; R] = [[[$zero(); $per]; P]; R];
+                for j in 0..k {
+                    let mut wv: [[$v; $per]; P] = [[$zero(); $per]; P];
+                    for p in 0..P {
+                        let src = &wp[p][j * NR..j * NR + NR];
+                        for h in 0..$per {
+                            // SAFETY: `src` holds NR = $per * $lanes floats; unaligned load.
+                            wv[p][h] = unsafe { $load(src.as_ptr().add(h * $lanes)) };
+                        }
+                    }
+                    for r in 0..R {
+                        let xv = $set1(xr[r][j]);
+                        for p in 0..P {
+                            for h in 0..$per {
+                                acc[r][p][h] = $fmadd(xv, wv[p][h], acc[r][p][h]);
+                            }
+                        }
+                    }
+                }
+                let zero = $zero();
+                for (r, acc_r) in acc.iter().enumerate() {
+                    for (p, acc_rp) in acc_r.iter().enumerate() {
+                        let at = r * ys + (p0 + p) * NR;
+                        let out = &mut y[at..at + NR];
+                        for (h, &v) in acc_rp.iter().enumerate() {
+                            // max(v, 0) is 0 for NaN too, like the scalar ReLU.
+                            let v = if relu { $max(v, zero) } else { v };
+                            // SAFETY: `out` holds NR = $per * $lanes floats; unaligned store.
+                            unsafe { $store(out.as_mut_ptr().add(h * $lanes), v) };
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    // 6 rows x 1 panel: 12 ymm accumulators + 2 weight vectors + a broadcast (15 of 16).
+    x86_matmul!(
+        matmul_avx2,
+        panels_avx2,
+        tile_avx2,
+        "avx2,fma",
+        __m256,
+        2,
+        8,
+        1,
+        4,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_max_ps
+    );
+    // 6 rows x 2 panels: 12 zmm accumulators of 32.
+    x86_matmul!(
+        matmul_avx512,
+        panels_avx512,
+        tile_avx512,
+        "avx512f,avx2,fma",
+        __m512,
+        1,
+        16,
+        2,
+        8,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_max_ps
+    );
 }
 
 /// Blocks of `RB` rows with `PB` panels at a time; leftover rows one by one with `P1`

@@ -1,0 +1,116 @@
+//! The FP32 peak of this CPU, measured: independent fused multiply-add chains that keep every
+//! FMA unit busy and touch no memory. Benchmark reports put the kernels' GFLOP/s next to it,
+//! so the distance to the roofline is a measurement, not a data-sheet figure.
+
+#![allow(unsafe_code)] // Only to call `#[target_feature]` functions after checking the CPU.
+
+use std::time::Instant;
+
+/// Floating-point operations (2 per FMA) and seconds of `iters` rounds on one thread.
+pub fn fma_run(iters: usize) -> (f64, f64) {
+    let t = Instant::now();
+    let (flops, sink) = fma_dispatch(iters);
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(sink);
+    (flops, secs)
+}
+
+/// Peak GFLOP/s on `threads` threads running [`fma_run`] at once (best of `repeats`).
+pub fn fma_peak_gflops(threads: usize, iters: usize, repeats: usize) -> f64 {
+    (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            let flops: f64 = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..threads.max(1))
+                    .map(|_| s.spawn(move || fma_dispatch(iters).0))
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+            });
+            flops / t.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+fn fma_dispatch(iters: usize) -> (f64, f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { fma_avx512(iters) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            return unsafe { fma_avx2(iters) };
+        }
+    }
+    fma_chains(iters)
+}
+
+/// 12 chains of 16 lanes: 12 of 32 zmm registers, enough to cover 2 units x 4 cycles latency.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn fma_avx512(iters: usize) -> (f64, f32) {
+    use std::arch::x86_64::*;
+    let seed = std::hint::black_box(1e-3f32);
+    let mut acc: [__m512; 12] = std::array::from_fn(|a| _mm512_set1_ps(seed * a as f32));
+    let m = _mm512_set1_ps(std::hint::black_box(0.999));
+    let c = _mm512_set1_ps(seed);
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, m, c);
+        }
+    }
+    let sink = acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum();
+    ((iters * 12 * 16 * 2) as f64, sink)
+}
+
+/// 12 chains of 8 lanes: 12 of 16 ymm registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_avx2(iters: usize) -> (f64, f32) {
+    use std::arch::x86_64::*;
+    let seed = std::hint::black_box(1e-3f32);
+    let mut acc: [__m256; 12] = std::array::from_fn(|a| _mm256_set1_ps(seed * a as f32));
+    let m = _mm256_set1_ps(std::hint::black_box(0.999));
+    let c = _mm256_set1_ps(seed);
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, m, c);
+        }
+    }
+    let mut sink = 0.0;
+    for v in acc {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds 8 floats; unaligned store.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        sink += lanes.iter().sum::<f32>();
+    }
+    ((iters * 12 * 8 * 2) as f64, sink)
+}
+
+/// Portable fallback: whatever the compiler makes of independent scalar chains.
+fn fma_chains(iters: usize) -> (f64, f32) {
+    let seed = std::hint::black_box(1e-3f32);
+    let mut acc: [f32; 32] = std::array::from_fn(|a| seed * a as f32);
+    let m = std::hint::black_box(0.999f32);
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = *v * m + seed;
+        }
+    }
+    ((iters * 32 * 2) as f64, acc.iter().sum())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_two_flops_per_fma_and_stays_finite() {
+        let (flops, sink) = super::fma_dispatch(1000);
+        assert!(
+            [12.0 * 16.0, 12.0 * 8.0, 32.0].contains(&(flops / 2000.0)),
+            "{flops}"
+        );
+        assert!(sink.is_finite());
+    }
+}
