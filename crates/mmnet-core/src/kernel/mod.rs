@@ -11,4 +11,4 @@ pub mod packed;
 pub mod peak;
 pub mod scorer;
 
-pub use scorer::{CHUNK, Prescale, ScoreOut, Scorer};
+pub use scorer::{CHUNK, PARALLEL_FROM, Prescale, ScoreOut, Scorer};

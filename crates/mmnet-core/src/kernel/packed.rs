@@ -133,11 +133,12 @@ mod x86 {
 
     use super::{NR, PackedLinear};
 
-    /// Generates `$name`: blocks of 6 rows x `$pb` panels, leftover rows one at a time with
-    /// `$p1` panels, on vectors `$v` of which `$per` make one panel of [`NR`] floats.
+    /// Generates `$name`: blocks of 6 rows x `$pb` panels, then the leftover rows in one block
+    /// (2 rows with `$p2` panels, 1 row with `$p1`: fewer rows need more panels in flight to
+    /// hide the FMA latency), on vectors `$v` of which `$per` make one panel of [`NR`] floats.
     macro_rules! x86_matmul {
         ($name:ident, $panels:ident, $tile:ident, $feat:literal, $v:ty, $per:literal, $lanes:literal,
-         $pb:literal, $p1:literal, $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident, $max:ident) => {
+         $pb:literal, $p2:literal, $p1:literal, $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident, $max:ident) => {
             #[target_feature(enable = $feat)]
             pub(super) fn $name(
                 x: &[f32],
@@ -153,9 +154,16 @@ mod x86 {
                     $panels::<6, $pb>(&x[r * xs..], xs, w, &mut y[r * ys..], ys, relu);
                     r += 6;
                 }
-                while r < rows {
-                    $panels::<1, $p1>(&x[r * xs..], xs, w, &mut y[r * ys..], ys, relu);
-                    r += 1;
+                // The 1-5 leftover rows in one pass over the weights, not one pass per row
+                // (batch 16 = 6 + 6 + 4 streams the weights three times, not six).
+                let (x, y) = (&x[r * xs..], &mut y[r * ys..]);
+                match rows - r {
+                    5 => $panels::<5, $pb>(x, xs, w, y, ys, relu),
+                    4 => $panels::<4, $pb>(x, xs, w, y, ys, relu),
+                    3 => $panels::<3, $pb>(x, xs, w, y, ys, relu),
+                    2 => $panels::<2, $p2>(x, xs, w, y, ys, relu),
+                    1 => $panels::<1, $p1>(x, xs, w, y, ys, relu),
+                    _ => {}
                 }
             }
 
@@ -241,6 +249,7 @@ mod x86 {
         2,
         8,
         1,
+        2,
         4,
         _mm256_setzero_ps,
         _mm256_loadu_ps,
@@ -259,6 +268,7 @@ mod x86 {
         1,
         16,
         2,
+        4,
         8,
         _mm512_setzero_ps,
         _mm512_loadu_ps,
@@ -378,10 +388,14 @@ mod tests {
     fn matches_ndarray_for_every_row_and_panel_tail() {
         for (rows, inp, out) in [
             (1, 3, 1),
+            (2, 9, 20),
+            (3, 16, 17),
+            (4, 50, 100),
             (5, 17, 33),
-            (7, 122, 64),
-            (13, 29, 256),
             (6, 1, 16),
+            (7, 122, 64),
+            (8, 33, 40),
+            (13, 29, 256),
         ] {
             let x =
                 Array2::from_shape_fn((rows, inp), |(i, j)| ((i * 31 + j * 7) % 13) as f32 - 6.0);

@@ -3,9 +3,9 @@
 //!
 //! Per chunk of [`CHUNK`] rows the activations of every layer stay in L1/L2 and each layer
 //! is one [`matmul`] over packed weights; addressing is fused per row ([`attend_row`]); the
-//! decoder runs only when the MSE is asked for. Batches of more than one chunk are split
-//! across rayon's threads; a batch of at most one chunk (a streaming micro-batch) runs on
-//! the calling thread, where latency is lowest. After the first call on a thread, scoring
+//! decoder runs only when the MSE is asked for. Batches of [`PARALLEL_FROM`] rows or more
+//! are split across rayon's threads; smaller ones (streaming micro-batches) run on the
+//! calling thread, where latency is lowest. After the first call on a thread, scoring
 //! allocates nothing: the scratch buffers live in a thread-local and only ever grow.
 
 use std::cell::RefCell;
@@ -19,9 +19,23 @@ use crate::network::Weights;
 use crate::params::ModelParams;
 use crate::score::RawScores;
 
-/// Rows per chunk (and per parallel task). 64 rows of the widest activation of the default
-/// network (256 floats) are 64 KiB, which stays in L2 with the weights streaming past it.
+/// Most rows per chunk (and per parallel task). 64 rows of the widest activation of the
+/// default network (256 floats) are 64 KiB, which stays in L2 with the weights streaming
+/// past it.
 pub const CHUNK: usize = 64;
+
+/// Fewest rows worth splitting across threads. Below this (a streaming micro-batch of a few
+/// records) a rayon hand-off costs more latency than the second core saves; from here on
+/// the batch is cut into one task per thread (at most [`CHUNK`] rows each), so batch 32-64
+/// already runs on both cores. Measured: batch 64 of the NSL-KDD shape 162 us on one
+/// thread (docs/BENCHMARKS.md).
+pub const PARALLEL_FROM: usize = 32;
+
+/// Rows per task for a batch of `n` rows on `threads` threads: an even share rounded up to
+/// the micro-kernel's 6-row blocks, capped at [`CHUNK`].
+fn task_rows(n: usize, threads: usize) -> usize {
+    n.div_ceil(threads.max(1)).next_multiple_of(6).min(CHUNK)
+}
 
 /// Per-row outputs, owned by the caller. All slices have one entry per input row.
 #[derive(Debug)]
@@ -134,14 +148,27 @@ impl Scorer {
         assert!(out.s_sum.len() == n && out.s_kl.len() == n, "output length");
         assert!(out.mse.as_ref().is_none_or(|m| m.len() == n), "mse length");
         let ScoreOut { s_sum, s_kl, mse } = out;
-        if n <= CHUNK {
-            return self.chunk(x, s_sum, s_kl, mse);
+        let threads = rayon::current_num_threads();
+        if n < PARALLEL_FROM || threads == 1 {
+            // One thread: chunk by chunk on the calling thread.
+            let mut mse = mse;
+            for start in (0..n).step_by(CHUNK) {
+                let end = (start + CHUNK).min(n);
+                self.chunk(
+                    x.slice(ndarray::s![start..end, ..]),
+                    &mut s_sum[start..end],
+                    &mut s_kl[start..end],
+                    mse.as_deref_mut().map(|m| &mut m[start..end]),
+                );
+            }
+            return;
         }
-        let rows = |i: usize| x.slice(ndarray::s![i * CHUNK..((i + 1) * CHUNK).min(n), ..]);
-        let pairs = s_sum.par_chunks_mut(CHUNK).zip(s_kl.par_chunks_mut(CHUNK));
+        let t = task_rows(n, threads);
+        let rows = |i: usize| x.slice(ndarray::s![i * t..((i + 1) * t).min(n), ..]);
+        let pairs = s_sum.par_chunks_mut(t).zip(s_kl.par_chunks_mut(t));
         match mse {
             Some(mse) => pairs
-                .zip(mse.par_chunks_mut(CHUNK))
+                .zip(mse.par_chunks_mut(t))
                 .enumerate()
                 .for_each(|(i, ((a, b), c))| self.chunk(rows(i), a, b, Some(c))),
             None => pairs
@@ -313,6 +340,14 @@ mod tests {
                 assert_eq!((fast.s_sum, fast.s_kl), (got.s_sum, got.s_kl), "{tag}");
             }
         }
+    }
+
+    #[test]
+    fn tasks_cover_the_batch_in_six_row_blocks() {
+        assert_eq!(task_rows(64, 2), 36);
+        assert_eq!(task_rows(32, 2), 18);
+        assert_eq!(task_rows(4096, 2), CHUNK);
+        assert_eq!(task_rows(100, 1), CHUNK);
     }
 
     #[test]
