@@ -20,6 +20,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use mmnet_core::adam::Adam;
 use mmnet_core::artifact::weights_to_safetensors;
 use mmnet_core::kernel::peak::fma_peak_gflops;
+use mmnet_core::kernel::training::StepScratch;
 use mmnet_core::kernel::{ScoreOut, Scorer};
 use mmnet_core::network::{Weights, forward};
 use mmnet_core::score::RawScores;
@@ -173,6 +174,7 @@ fn train(c: &mut Criterion) {
     let mut w = weights(d, &p);
     let mut grads = w.zeros_like();
     let mut adam = Adam::new(&w, &tp);
+    let mut scratch = StepScratch::default();
     let x = rows(TRAIN_BATCH, d, 13);
     let labeled: Vec<bool> = (0..TRAIN_BATCH).map(|i| i >= TRAIN_BATCH / 2).collect();
     let mut g = c.benchmark_group("train_step");
@@ -184,6 +186,7 @@ fn train(c: &mut Criterion) {
                 &mut w,
                 &mut grads,
                 &mut adam,
+                &mut scratch,
                 x.view(),
                 &labeled,
                 &p,

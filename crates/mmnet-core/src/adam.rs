@@ -19,6 +19,9 @@ pub struct Adam<F> {
     weight_decay: f64,
 }
 
+/// Elements from which a tensor's update is split across threads.
+const PARALLEL_FROM: usize = 16_384;
+
 impl<F: Real> Adam<F> {
     /// Fresh state for parameters shaped like `like`.
     pub fn new(like: &Weights<F>, p: &TrainParams) -> Self {
@@ -48,13 +51,21 @@ impl<F: Real> Adam<F> {
         let gs = grads.tensors();
         let ms = self.m.tensors_mut();
         let vs = self.v.tensors_mut();
+        let update = |p: &mut F, &g: &F, m: &mut F, v: &mut F| {
+            let g = g + wd * *p;
+            *m = b1 * *m + one_b1 * g;
+            *v = b2 * *v + one_b2 * g * g;
+            *p -= step * *m / ((*v).sqrt() * inv_sqrt_bc2 + eps);
+        };
         for (((p, g), m), v) in ps.into_iter().zip(gs).zip(ms).zip(vs) {
-            Zip::from(p).and(g).and(m).and(v).for_each(|p, &g, m, v| {
-                let g = g + wd * *p;
-                *m = b1 * *m + one_b1 * g;
-                *v = b2 * *v + one_b2 * g * g;
-                *p -= step * *m / ((*v).sqrt() * inv_sqrt_bc2 + eps);
-            });
+            let zip = Zip::from(p).and(g).and(m).and(v);
+            // Large tensors on every core (the update is a fifth of a training step's serial
+            // work otherwise); small ones are not worth the hand-off.
+            if g.len() >= PARALLEL_FROM {
+                zip.par_for_each(update);
+            } else {
+                zip.for_each(update);
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 //! L_KL (eq. 16) is the *mean* over rows of `sum_j log(w_ij + guard)`. Averaging every term
 //! makes L_KL relatively B times stronger and training collapses (SPEC failure 1).
 
-use ndarray::{Array2, ArrayView2, Axis, Zip};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, Zip};
 
 use crate::real::Real;
 
@@ -90,7 +90,7 @@ pub fn mask_loss<F: Real>(w: ArrayView2<F>, labeled: &[bool], k: usize) -> F {
 }
 
 /// Adds `scale * dL_mask/dw` to `dw`.
-pub fn mask_loss_backward<F: Real>(dw: &mut Array2<F>, labeled: &[bool], k: usize, scale: F) {
+pub fn mask_loss_backward<F: Real>(mut dw: ArrayViewMut2<F>, labeled: &[bool], k: usize, scale: F) {
     for (mut row, &l) in dw.axis_iter_mut(Axis(0)).zip(labeled) {
         let part = if l {
             row.slice_mut(ndarray::s![..k])
@@ -109,7 +109,7 @@ pub fn kl_loss<F: Real>(w: ArrayView2<F>, guard: f64) -> F {
 }
 
 /// Adds `scale * dL_KL/dw = scale / (B (w + guard))` to `dw`.
-pub fn kl_loss_backward<F: Real>(dw: &mut Array2<F>, w: ArrayView2<F>, guard: f64, scale: F) {
+pub fn kl_loss_backward<F: Real>(dw: ArrayViewMut2<F>, w: ArrayView2<F>, guard: f64, scale: F) {
     let g = F::c(guard);
     let s = scale / F::c(w.nrows().max(1) as f64);
     Zip::from(dw).and(&w).for_each(|d, &v| *d += s / (v + g));

@@ -265,12 +265,12 @@ pub fn backward<F: Real>(
         p.shrink_eps,
     );
     mask_loss_backward(
-        &mut dw,
+        dw.view_mut(),
         labeled,
         p.memory_normal,
         F::c(p.mask.effective_lambda_mask(p.lambda_mask)),
     );
-    kl_loss_backward(&mut dw, fw.w.view(), p.log_guard, F::c(p.lambda_kl));
+    kl_loss_backward(dw.view_mut(), fw.w.view(), p.log_guard, F::c(p.lambda_kl));
     // Softmax and addressing d = z M^T.
     let dd = softmax_backward(fw.w.view(), dw.view());
     let dz = linear_backward(fw.z.view(), w.memory.view(), dd.view(), &mut grads.memory);

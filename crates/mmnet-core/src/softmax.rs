@@ -4,7 +4,7 @@
 //! 4): anything below the smallest normal float is flushed to zero. The log guard of
 //! L_KL / S_KL keeps `log(w + guard)` finite for those zeros.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut1, Axis, Zip};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, Zip};
 
 use crate::real::Real;
 
@@ -38,12 +38,20 @@ pub fn softmax_backward<F: Real>(w: ArrayView2<F>, dw: ArrayView2<F>) -> Array2<
     Zip::from(dd.rows_mut())
         .and(w.rows())
         .and(dw.rows())
-        .for_each(|mut out, wr, dr| {
-            let dot: F = wr.iter().zip(dr.iter()).map(|(&a, &b)| a * b).sum();
-            Zip::from(&mut out)
-                .and(&wr)
-                .and(&dr)
-                .for_each(|o, &wv, &dv| *o = wv * (dv - dot));
-        });
+        .for_each(|out, wr, dr| softmax_backward_row(wr, dr, out));
     dd
+}
+
+/// One row of [`softmax_backward`], into `out`.
+#[inline]
+pub fn softmax_backward_row<F: Real>(
+    w: ArrayView1<F>,
+    dw: ArrayView1<F>,
+    mut out: ArrayViewMut1<F>,
+) {
+    let dot: F = w.iter().zip(dw.iter()).map(|(&a, &b)| a * b).sum();
+    Zip::from(&mut out)
+        .and(&w)
+        .and(&dw)
+        .for_each(|o, &wv, &dv| *o = wv * (dv - dot));
 }

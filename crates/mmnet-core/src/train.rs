@@ -11,9 +11,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::adam::Adam;
 use crate::error::{CoreError, Result};
+use crate::kernel::training::StepScratch;
 use crate::loss::LossParts;
 use crate::model::{EpochLoss, Model, Threshold, TrainingSummary, quantile};
-use crate::network::{Weights, backward, forward_train, loss};
+use crate::network::Weights;
 use crate::params::{ModelParams, TrainParams};
 use crate::scaler::{MinMaxScaler, Scaling};
 use crate::score::{ScoreConfig, score_scaled};
@@ -127,21 +128,22 @@ fn validate(data: &TrainData<'_>, cfg: &FitConfig) -> Result<()> {
 }
 
 /// One optimisation step on a scaled batch (`labeled[i]` is l_i): forward pass, loss
-/// (eq. 11), backward pass into `grads`, Adam update at learning rate `lr`. Returns the
-/// loss of the batch *before* the update. A non-finite loss leaves the weights untouched.
+/// (eq. 11), backward pass into `grads`, Adam update at learning rate `lr`, on the packed
+/// kernels of [`crate::kernel::training`] with `scratch` reused from step to step. Returns
+/// the loss of the batch *before* the update. A non-finite loss leaves the weights untouched.
+#[allow(clippy::too_many_arguments)]
 pub fn train_step(
     weights: &mut Weights<f32>,
     grads: &mut Weights<f32>,
     adam: &mut Adam<f32>,
+    scratch: &mut StepScratch,
     x: ArrayView2<f32>,
     labeled: &[bool],
     p: &ModelParams,
     lr: f64,
 ) -> LossParts {
-    let fw = forward_train(weights, x, labeled, p);
-    let l = loss(&fw, labeled, p);
+    let l = scratch.forward_backward(weights, x, labeled, p, grads);
     if l.total.is_finite() {
-        backward(weights, x, labeled, &fw, p, grads);
         adam.step(weights, grads, lr);
     }
     l
@@ -165,6 +167,7 @@ pub fn fit(
     let mut weights: Weights<f32> = Weights::init(d, mp, &mut rng);
     let mut grads = weights.zeros_like();
     let mut adam = Adam::new(&weights, tp);
+    let mut scratch = StepScratch::default();
     let mut order: Vec<usize> = (0..xu.nrows()).collect();
     let mut batch = Array2::<f32>::zeros((2 * tp.batch_size, d));
     let mut labeled = vec![false; 2 * tp.batch_size];
@@ -195,7 +198,16 @@ pub fn fit(
             }
             let x = batch.slice(ndarray::s![..total, ..]);
             let lab = &labeled[..total];
-            let l = train_step(&mut weights, &mut grads, &mut adam, x, lab, mp, lr);
+            let l = train_step(
+                &mut weights,
+                &mut grads,
+                &mut adam,
+                &mut scratch,
+                x,
+                lab,
+                mp,
+                lr,
+            );
             if !l.total.is_finite() {
                 return Err(CoreError::Diverged {
                     epoch,

@@ -183,14 +183,14 @@ fn loss_terms_backward_match_finite_differences() {
     softmax_inplace(&mut w);
     let k = 4;
     let mut d = Array2::zeros(w.raw_dim());
-    mask_loss_backward(&mut d, &labeled, k, 1.0);
+    mask_loss_backward(d.view_mut(), &labeled, k, 1.0);
     assert_close(
         "L_mask",
         &d,
         &numeric_grad(&w, |w| mask_loss(w.view(), &labeled, k)),
     );
     let mut d = Array2::zeros(w.raw_dim());
-    kl_loss_backward(&mut d, w.view(), 1e-12, 1.0);
+    kl_loss_backward(d.view_mut(), w.view(), 1e-12, 1.0);
     assert_close("L_KL", &d, &numeric_grad(&w, |w| kl_loss(w.view(), 1e-12)));
 }
 

@@ -10,5 +10,6 @@ pub mod attend;
 pub mod packed;
 pub mod peak;
 pub mod scorer;
+pub mod training;
 
 pub use scorer::{CHUNK, PARALLEL_FROM, Prescale, ScoreOut, Scorer};

@@ -1,5 +1,6 @@
-//! `y = x W^T` for the scoring path: the weight matrix packed once into column panels, a
-//! register-blocked micro-kernel, and a run-time choice of instruction set.
+//! Matrix products for scoring and training: `y = x W^T` with the weight matrix packed once
+//! into column panels, `y = a^T b` for weight gradients, one register-blocked micro-kernel
+//! for both, and a run-time choice of instruction set.
 //!
 //! Why not `ndarray::dot` here: it calls matrixmultiply, which packs *both* operands and
 //! allocates its packing buffer on every call. For a streaming micro-batch of one row that
@@ -10,6 +11,10 @@
 //! `j`, the `NR` weights `W[p*NR .. p*NR+NR, j]` contiguously, so the micro-kernel streams
 //! one panel front to back. The kernel keeps an `R x (P*NR)` block of outputs in registers
 //! and, per input `j`, broadcasts `x[r, j]` and issues `R * P` fused multiply-adds.
+//!
+//! The same micro-kernel computes `a^T b` (a reduction over the batch, for weight gradients)
+//! without transposing or packing anything: it only needs the two operands' strides. Long
+//! reductions are cut into blocks of [`KC`] so the streamed panel stays in L1.
 //!
 //! Instruction sets are picked at run time (`is_x86_feature_detected!`), so one binary runs
 //! everywhere and still uses AVX2+FMA or AVX-512 where the CPU has them. The portable
@@ -23,7 +28,7 @@ use ndarray::ArrayView2;
 pub const NR: usize = 16;
 
 /// A weight matrix `W` (`out x in`, PyTorch layout) packed for `y = x W^T`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PackedLinear {
     in_dim: usize,
     out_dim: usize,
@@ -34,18 +39,37 @@ pub struct PackedLinear {
 impl PackedLinear {
     /// Packs `w` (`out x in`). Output columns past `out` (up to the panel boundary) are zero.
     pub fn pack(w: ArrayView2<f32>) -> Self {
+        let mut p = PackedLinear::default();
+        p.pack_into(w);
+        p
+    }
+
+    /// Packs `w` (`out x in`) into this buffer, reusing its allocation (training repacks
+    /// weights and activations every step). Reads `w` in memory order whether it is
+    /// row-major or a transposed view of a row-major matrix.
+    pub fn pack_into(&mut self, w: ArrayView2<f32>) {
         let (out_dim, in_dim) = w.dim();
         let panels = out_dim.div_ceil(NR);
-        let mut data = vec![0.0; panels * in_dim * NR];
-        for ((o, j), &v) in w.indexed_iter() {
-            data[((o / NR) * in_dim + j) * NR + o % NR] = v;
+        self.data.clear();
+        self.data.resize(panels * in_dim * NR, 0.0);
+        let data = &mut self.data;
+        // In memory order of the source: row by row of `w`, or of `w^T` for a transposed
+        // view (the weights of `dx = dy W` and the memory's read-out).
+        if w.t().is_standard_layout() && !w.is_standard_layout() {
+            for (j, col) in w.t().rows().into_iter().enumerate() {
+                for (o, &v) in col.iter().enumerate() {
+                    data[((o / NR) * in_dim + j) * NR + o % NR] = v;
+                }
+            }
+        } else {
+            for (o, row) in w.rows().into_iter().enumerate() {
+                let base = (o / NR) * in_dim * NR + o % NR;
+                for (j, &v) in row.iter().enumerate() {
+                    data[base + j * NR] = v;
+                }
+            }
         }
-        PackedLinear {
-            in_dim,
-            out_dim,
-            panels,
-            data,
-        }
+        (self.in_dim, self.out_dim, self.panels) = (in_dim, out_dim, panels);
     }
 
     /// Inputs per row.
@@ -62,10 +86,46 @@ impl PackedLinear {
     pub fn out_padded(&self) -> usize {
         self.panels * NR
     }
+}
 
-    fn panel(&self, p: usize) -> &[f32] {
-        let len = self.in_dim * NR;
-        &self.data[p * len..(p + 1) * len]
+/// Inner-dimension block: a panel slice of `KC x NR` floats (16 KiB) stays in L1 while a
+/// block of rows is multiplied with it; longer reductions accumulate block by block.
+pub const KC: usize = 256;
+
+/// One product for the micro-kernel: `y[r, c] (+)= sum_j x(r, j) w(j, c)` for `r < rows`,
+/// `c < panels * NR`, where `x(r, j) = x[r * x_rs + j * x_cs]` and the `NR` columns of panel
+/// `p` at `j` start at `w[p * w_ps + j * w_js]`.
+#[derive(Debug, Clone, Copy)]
+struct Operands<'a> {
+    x: &'a [f32],
+    x_rs: usize,
+    x_cs: usize,
+    w: &'a [f32],
+    w_js: usize,
+    w_ps: usize,
+    panels: usize,
+    k: usize,
+    relu: bool,
+    accumulate: bool,
+}
+
+impl<'a> Operands<'a> {
+    /// The rows from `r` on.
+    fn from_row(self, r: usize) -> Self {
+        Operands {
+            x: &self.x[r * self.x_rs..],
+            ..self
+        }
+    }
+
+    /// The part of the reduction `j0..j0 + k`.
+    fn k_block(self, j0: usize, k: usize) -> Self {
+        Operands {
+            x: &self.x[j0 * self.x_cs..],
+            w: &self.w[j0 * self.w_js..],
+            k,
+            ..self
+        }
     }
 }
 
@@ -91,22 +151,157 @@ pub fn matmul(
         x.len() >= (rows - 1) * xs + w.in_dim && y.len() >= (rows - 1) * ys + w.out_padded(),
         "matmul buffers"
     );
+    let ops = Operands {
+        x,
+        x_rs: xs,
+        x_cs: 1,
+        w: &w.data,
+        w_js: NR,
+        w_ps: w.in_dim * NR,
+        panels: w.panels,
+        k: w.in_dim,
+        relu,
+        accumulate: false,
+    };
+    run_blocked(ops, rows, y, ys);
+}
+
+/// `y = a^T b` for `a: n x p` and `b: n x q`, both row-major (strides `a_s`, `b_s`), into
+/// `y` (`p` rows of stride `ys >= q` rounded up to [`NR`]). Reads `b` in whole panels, so
+/// each of its rows must be readable up to `q` rounded up to `NR` (and those extra columns
+/// are what lands in `y`'s padding).
+///
+/// # Panics
+/// When a slice is too short for its shape and stride.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_tn(
+    a: &[f32],
+    a_s: usize,
+    p: usize,
+    b: &[f32],
+    b_s: usize,
+    q: usize,
+    n: usize,
+    y: &mut [f32],
+    ys: usize,
+) {
+    let panels = q.div_ceil(NR);
+    if n == 0 || p == 0 || panels == 0 {
+        y[..p * ys].fill(0.0);
+        return;
+    }
+    assert!(
+        a_s >= p && b_s >= panels * NR && ys >= panels * NR,
+        "matmul_tn strides: a {a_s} >= {p}, b {b_s} and y {ys} >= {}",
+        panels * NR
+    );
+    assert!(
+        a.len() >= (n - 1) * a_s + p && b.len() >= (n - 1) * b_s + panels * NR,
+        "matmul_tn buffers"
+    );
+    assert!(y.len() >= (p - 1) * ys + panels * NR, "matmul_tn output");
+    let ops = Operands {
+        x: a,
+        x_rs: 1,
+        x_cs: a_s,
+        w: b,
+        w_js: b_s,
+        w_ps: NR,
+        panels,
+        k: n,
+        relu: false,
+        accumulate: false,
+    };
+    run_blocked(ops, p, y, ys);
+}
+
+/// The reduction in blocks of [`KC`]: the first block writes, later ones accumulate, the
+/// activation applies with the last.
+fn run_blocked(ops: Operands<'_>, rows: usize, y: &mut [f32], ys: usize) {
+    let k = ops.k;
+    let mut j0 = 0;
+    loop {
+        let kb = KC.min(k - j0);
+        let last = j0 + kb >= k;
+        let block = Operands {
+            relu: ops.relu && last,
+            accumulate: j0 > 0,
+            ..ops.k_block(j0, kb)
+        };
+        dispatch(block, rows, y, ys);
+        if last {
+            break;
+        }
+        j0 += kb;
+    }
+}
+
+fn dispatch(ops: Operands<'_>, rows: usize, y: &mut [f32], ys: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above).
-            return unsafe { matmul_avx512(x, xs, rows, w, y, ys, relu) };
+            return unsafe { x86::rows_avx512(ops, rows, y, ys) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { matmul_avx2(x, xs, rows, w, y, ys, relu) };
+            return unsafe { x86::rows_avx2(ops, rows, y, ys) };
         }
     }
-    matmul_body::<false, 4, 1, 2>(x, xs, rows, w, y, ys, relu);
+    portable::rows(ops, rows, y, ys);
 }
 
-/// The instruction set `matmul` uses on this CPU (for benchmark reports).
+/// Rows split across rayon's threads when there are enough of them (training batches,
+/// weight gradients); small products stay on the calling thread.
+fn par_rows(rows: usize, y: &mut [f32], ys: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    if rows < 48 || threads == 1 {
+        return f(0, rows, y);
+    }
+    let block = rows.div_ceil(threads).next_multiple_of(6);
+    let end = (rows * ys).min(y.len());
+    y[..end]
+        .par_chunks_mut(block * ys)
+        .enumerate()
+        .for_each(|(i, yc)| f(i * block, block.min(rows - i * block), yc));
+}
+
+/// [`matmul`] with the rows split across threads.
+pub fn par_matmul(
+    x: &[f32],
+    xs: usize,
+    rows: usize,
+    w: &PackedLinear,
+    y: &mut [f32],
+    ys: usize,
+    relu: bool,
+) {
+    par_rows(rows, y, ys, |r0, n, yc| {
+        matmul(&x[r0 * xs..], xs, n, w, yc, ys, relu)
+    });
+}
+
+/// [`matmul_tn`] with the rows of the result (columns of `a`) split across threads.
+#[allow(clippy::too_many_arguments)]
+pub fn par_matmul_tn(
+    a: &[f32],
+    a_s: usize,
+    p: usize,
+    b: &[f32],
+    b_s: usize,
+    q: usize,
+    n: usize,
+    y: &mut [f32],
+    ys: usize,
+) {
+    par_rows(p, y, ys, |r0, rows, yc| {
+        matmul_tn(&a[r0..], a_s, rows, b, b_s, q, n, yc, ys)
+    });
+}
+
+/// The instruction set the products use on this CPU (for benchmark reports).
 pub fn isa() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
@@ -121,48 +316,61 @@ pub fn isa() -> &'static str {
     "portable"
 }
 
-#[cfg(target_arch = "x86_64")]
-use x86::{matmul_avx2, matmul_avx512};
+/// Without SIMD intrinsics: correct everywhere, and the reference the tests compare with.
+mod portable {
+    use super::{NR, Operands};
 
-/// The x86 micro-kernels, written with intrinsics: the portable array code below is
-/// correct but LLVM turned its accumulators into gathers and scatters through memory
+    pub(super) fn rows(ops: Operands<'_>, rows: usize, y: &mut [f32], ys: usize) {
+        for r in 0..rows {
+            for p in 0..ops.panels {
+                for t in 0..NR {
+                    let mut acc = if ops.accumulate {
+                        y[r * ys + p * NR + t]
+                    } else {
+                        0.0
+                    };
+                    for j in 0..ops.k {
+                        acc += ops.x[r * ops.x_rs + j * ops.x_cs]
+                            * ops.w[p * ops.w_ps + j * ops.w_js + t];
+                    }
+                    y[r * ys + p * NR + t] = if ops.relu { acc.max(0.0) } else { acc };
+                }
+            }
+        }
+    }
+}
+
+/// The x86 micro-kernels, written with intrinsics: portable code with arrays of
+/// accumulators was correct but LLVM turned them into gathers and scatters through memory
 /// (seen in the disassembly), which ran at ~2 GFLOP/s.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{NR, PackedLinear};
+    use super::{NR, Operands};
 
     /// Generates `$name`: blocks of 6 rows x `$pb` panels, then the leftover rows in one block
     /// (2 rows with `$p2` panels, 1 row with `$p1`: fewer rows need more panels in flight to
     /// hide the FMA latency), on vectors `$v` of which `$per` make one panel of [`NR`] floats.
-    macro_rules! x86_matmul {
+    macro_rules! x86_rows {
         ($name:ident, $panels:ident, $tile:ident, $feat:literal, $v:ty, $per:literal, $lanes:literal,
          $pb:literal, $p2:literal, $p1:literal, $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident, $max:ident) => {
             #[target_feature(enable = $feat)]
-            pub(super) fn $name(
-                x: &[f32],
-                xs: usize,
-                rows: usize,
-                w: &PackedLinear,
-                y: &mut [f32],
-                ys: usize,
-                relu: bool,
-            ) {
+            pub(super) fn $name(ops: Operands<'_>, rows: usize, y: &mut [f32], ys: usize) {
                 let mut r = 0;
                 while r + 6 <= rows {
-                    $panels::<6, $pb>(&x[r * xs..], xs, w, &mut y[r * ys..], ys, relu);
+                    $panels::<6, $pb>(ops.from_row(r), &mut y[r * ys..], ys);
                     r += 6;
                 }
                 // The 1-5 leftover rows in one pass over the weights, not one pass per row
                 // (batch 16 = 6 + 6 + 4 streams the weights three times, not six).
-                let (x, y) = (&x[r * xs..], &mut y[r * ys..]);
+                let (o, y) = (ops.from_row(r), &mut y[r * ys..]);
                 match rows - r {
-                    5 => $panels::<5, $pb>(x, xs, w, y, ys, relu),
-                    4 => $panels::<4, $pb>(x, xs, w, y, ys, relu),
-                    3 => $panels::<3, $pb>(x, xs, w, y, ys, relu),
-                    2 => $panels::<2, $p2>(x, xs, w, y, ys, relu),
-                    1 => $panels::<1, $p1>(x, xs, w, y, ys, relu),
+                    5 => $panels::<5, $pb>(o, y, ys),
+                    4 => $panels::<4, $pb>(o, y, ys),
+                    3 => $panels::<3, $pb>(o, y, ys),
+                    2 => $panels::<2, $p2>(o, y, ys),
+                    1 => $panels::<1, $p1>(o, y, ys),
                     _ => {}
                 }
             }
@@ -170,51 +378,54 @@ mod x86 {
             #[target_feature(enable = $feat)]
             #[inline]
             fn $panels<const R: usize, const P: usize>(
-                x: &[f32],
-                xs: usize,
-                w: &PackedLinear,
+                ops: Operands<'_>,
                 y: &mut [f32],
                 ys: usize,
-                relu: bool,
             ) {
                 let mut p = 0;
-                while p + P <= w.panels {
-                    $tile::<R, P>(x, xs, w, p, y, ys, relu);
+                while p + P <= ops.panels {
+                    $tile::<R, P>(ops, p, y, ys);
                     p += P;
                 }
-                while p < w.panels {
-                    $tile::<R, 1>(x, xs, w, p, y, ys, relu);
+                while p < ops.panels {
+                    $tile::<R, 1>(ops, p, y, ys);
                     p += 1;
                 }
             }
 
             #[target_feature(enable = $feat)]
             #[inline]
-            #[allow(clippy::too_many_arguments)]
             fn $tile<const R: usize, const P: usize>(
-                x: &[f32],
-                xs: usize,
-                w: &PackedLinear,
+                ops: Operands<'_>,
                 p0: usize,
                 y: &mut [f32],
                 ys: usize,
-                relu: bool,
             ) {
-                let k = w.in_dim;
-                let xr: [&[f32]; R] = std::array::from_fn(|r| &x[r * xs..r * xs + k]);
-                let wp: [&[f32]; P] = std::array::from_fn(|p| w.panel(p0 + p));
                 let mut acc: [[[$v; $per]; P]; R] = [[[$zero(); $per]; P]; R];
-                for j in 0..k {
+                if ops.accumulate {
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        for (p, acc_rp) in acc_r.iter_mut().enumerate() {
+                            let at = r * ys + (p0 + p) * NR;
+                            let src = &y[at..at + NR];
+                            for (h, v) in acc_rp.iter_mut().enumerate() {
+                                // SAFETY: `src` holds NR = $per * $lanes floats; unaligned load.
+                                *v = unsafe { $load(src.as_ptr().add(h * $lanes)) };
+                            }
+                        }
+                    }
+                }
+                for j in 0..ops.k {
                     let mut wv: [[$v; $per]; P] = [[$zero(); $per]; P];
                     for p in 0..P {
-                        let src = &wp[p][j * NR..j * NR + NR];
+                        let at = (p0 + p) * ops.w_ps + j * ops.w_js;
+                        let src = &ops.w[at..at + NR];
                         for h in 0..$per {
                             // SAFETY: `src` holds NR = $per * $lanes floats; unaligned load.
                             wv[p][h] = unsafe { $load(src.as_ptr().add(h * $lanes)) };
                         }
                     }
                     for r in 0..R {
-                        let xv = $set1(xr[r][j]);
+                        let xv = $set1(ops.x[r * ops.x_rs + j * ops.x_cs]);
                         for p in 0..P {
                             for h in 0..$per {
                                 acc[r][p][h] = $fmadd(xv, wv[p][h], acc[r][p][h]);
@@ -229,7 +440,7 @@ mod x86 {
                         let out = &mut y[at..at + NR];
                         for (h, &v) in acc_rp.iter().enumerate() {
                             // max(v, 0) is 0 for NaN too, like the scalar ReLU.
-                            let v = if relu { $max(v, zero) } else { v };
+                            let v = if ops.relu { $max(v, zero) } else { v };
                             // SAFETY: `out` holds NR = $per * $lanes floats; unaligned store.
                             unsafe { $store(out.as_mut_ptr().add(h * $lanes), v) };
                         }
@@ -240,8 +451,8 @@ mod x86 {
     }
 
     // 6 rows x 1 panel: 12 ymm accumulators + 2 weight vectors + a broadcast (15 of 16).
-    x86_matmul!(
-        matmul_avx2,
+    x86_rows!(
+        rows_avx2,
         panels_avx2,
         tile_avx2,
         "avx2,fma",
@@ -259,8 +470,8 @@ mod x86 {
         _mm256_max_ps
     );
     // 6 rows x 2 panels: 12 zmm accumulators of 32.
-    x86_matmul!(
-        matmul_avx512,
+    x86_rows!(
+        rows_avx512,
         panels_avx512,
         tile_avx512,
         "avx512f,avx2,fma",
@@ -277,98 +488,6 @@ mod x86 {
         _mm512_fmadd_ps,
         _mm512_max_ps
     );
-}
-
-/// Blocks of `RB` rows with `PB` panels at a time; leftover rows one by one with `P1`
-/// panels at a time (a single row needs several panels in flight to hide FMA latency).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn matmul_body<const FMA: bool, const RB: usize, const PB: usize, const P1: usize>(
-    x: &[f32],
-    xs: usize,
-    rows: usize,
-    w: &PackedLinear,
-    y: &mut [f32],
-    ys: usize,
-    relu: bool,
-) {
-    let mut r = 0;
-    while r + RB <= rows {
-        panels::<FMA, RB, PB>(&x[r * xs..], xs, w, &mut y[r * ys..], ys, relu);
-        r += RB;
-    }
-    while r < rows {
-        panels::<FMA, 1, P1>(&x[r * xs..], xs, w, &mut y[r * ys..], ys, relu);
-        r += 1;
-    }
-}
-
-/// All panels for `R` rows: groups of `P` panels, then the rest one at a time.
-#[inline(always)]
-fn panels<const FMA: bool, const R: usize, const P: usize>(
-    x: &[f32],
-    xs: usize,
-    w: &PackedLinear,
-    y: &mut [f32],
-    ys: usize,
-    relu: bool,
-) {
-    let mut p = 0;
-    while p + P <= w.panels {
-        tile::<FMA, R, P>(x, xs, w, p, y, ys, relu);
-        p += P;
-    }
-    while p < w.panels {
-        tile::<FMA, R, 1>(x, xs, w, p, y, ys, relu);
-        p += 1;
-    }
-}
-
-#[inline(always)]
-fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
-}
-
-/// The micro-kernel: an `R x (P*NR)` block of `y` from `R` rows of `x` and panels `p0..p0+P`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn tile<const FMA: bool, const R: usize, const P: usize>(
-    x: &[f32],
-    xs: usize,
-    w: &PackedLinear,
-    p0: usize,
-    y: &mut [f32],
-    ys: usize,
-    relu: bool,
-) {
-    let k = w.in_dim;
-    let xr: [&[f32]; R] = std::array::from_fn(|r| &x[r * xs..r * xs + k]);
-    let wp: [&[f32]; P] = std::array::from_fn(|p| w.panel(p0 + p));
-    let mut acc = [[[0.0f32; NR]; P]; R];
-    for j in 0..k {
-        let wv: [[f32; NR]; P] = std::array::from_fn(|p| {
-            let mut v = [0.0; NR];
-            v.copy_from_slice(&wp[p][j * NR..j * NR + NR]);
-            v
-        });
-        for r in 0..R {
-            let xv = xr[r][j];
-            for p in 0..P {
-                for t in 0..NR {
-                    acc[r][p][t] = fmadd::<FMA>(xv, wv[p][t], acc[r][p][t]);
-                }
-            }
-        }
-    }
-    for (r, acc_r) in acc.iter().enumerate() {
-        for (p, acc_rp) in acc_r.iter().enumerate() {
-            let at = r * ys + (p0 + p) * NR;
-            let out = &mut y[at..at + NR];
-            for (o, &a) in out.iter_mut().zip(acc_rp) {
-                *o = if relu { a.max(0.0) } else { a };
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -423,6 +542,111 @@ mod tests {
     }
 
     #[test]
+    fn transposed_views_pack_like_their_copies_and_buffers_are_reused() {
+        let a = Array2::from_shape_fn((37, 21), |(i, j)| (i * 21 + j) as f32);
+        let mut p = PackedLinear::pack(a.t());
+        assert_eq!(p, PackedLinear::pack(a.t().to_owned().view()));
+        p.pack_into(a.view());
+        assert_eq!(p, PackedLinear::pack(a.view()));
+        // par_matmul agrees with matmul on enough rows to be split.
+        let x = Array2::from_shape_fn((100, 37), |(i, j)| ((i + j) % 5) as f32);
+        let packed = PackedLinear::pack(a.t());
+        let ys = packed.out_padded();
+        let (mut one, mut par) = (vec![0.0; 100 * ys], vec![0.0; 100 * ys]);
+        matmul(x.as_slice().unwrap(), 37, 100, &packed, &mut one, ys, false);
+        par_matmul(x.as_slice().unwrap(), 37, 100, &packed, &mut par, ys, false);
+        assert_eq!(one, par);
+    }
+
+    /// `a^T b` against ndarray, with a reduction longer than [`KC`] (blocks accumulate),
+    /// widths that leave partial panels and row blocks, on one thread and split.
+    #[test]
+    fn transposed_product_matches_ndarray() {
+        for (n, p, q) in [
+            (1usize, 1usize, 1usize),
+            (7, 5, 17),
+            (300, 37, 20),
+            (600, 64, 122),
+        ] {
+            let a = Array2::from_shape_fn((n, p), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+            let qp = q.div_ceil(NR) * NR;
+            let b = Array2::from_shape_fn((n, qp), |(i, j)| {
+                if j < q {
+                    ((i + 2 * j) % 9) as f32 / 8.0
+                } else {
+                    0.0
+                }
+            });
+            let want = a.t().dot(&b);
+            for par in [false, true] {
+                let ys = qp + 5;
+                let mut y = vec![f32::NAN; p * ys];
+                let (a_s, b_s) = (p, qp);
+                if par {
+                    par_matmul_tn(
+                        a.as_slice().unwrap(),
+                        a_s,
+                        p,
+                        b.as_slice().unwrap(),
+                        b_s,
+                        q,
+                        n,
+                        &mut y,
+                        ys,
+                    );
+                } else {
+                    matmul_tn(
+                        a.as_slice().unwrap(),
+                        a_s,
+                        p,
+                        b.as_slice().unwrap(),
+                        b_s,
+                        q,
+                        n,
+                        &mut y,
+                        ys,
+                    );
+                }
+                for r in 0..p {
+                    for c in 0..qp {
+                        let (got, exp) = (y[r * ys + c], want[[r, c]]);
+                        assert!(
+                            (got - exp).abs() <= 1e-3 * exp.abs().max(1.0),
+                            "{n}x{p}x{q} ({r},{c}): {got} vs {exp}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// An input wider than [`KC`]: the ReLU applies once, after the last block.
+    #[test]
+    fn long_reductions_accumulate_before_the_relu() {
+        let (rows, inp, out) = (9, 600, 20);
+        let x = Array2::from_shape_fn(
+            (rows, inp),
+            |(i, j)| if j < 300 { 1.0 } else { -1.0 } * (1 + i % 3) as f32,
+        );
+        let w = Array2::from_shape_fn(
+            (out, inp),
+            |(o, j)| if j < 300 { -1.0 } else { -2.0 } * (1 + o % 2) as f32 / 100.0,
+        );
+        let packed = PackedLinear::pack(w.view());
+        let ys = packed.out_padded();
+        let mut y = vec![0.0; rows * ys];
+        matmul(x.as_slice().unwrap(), inp, rows, &packed, &mut y, ys, true);
+        let want = reference(&x, &w, true);
+        for r in 0..rows {
+            for o in 0..out {
+                assert!((y[r * ys + o] - want[[r, o]]).abs() < 1e-3, "({r},{o})");
+            }
+        }
+        // Every output is negative in the first block and positive overall.
+        assert!(want.iter().all(|&v| v > 0.0));
+    }
+
+    #[test]
     fn portable_path_matches_the_dispatched_one() {
         let (rows, inp, out) = (11, 40, 50);
         let x = Array2::from_shape_fn((rows, inp), |(i, j)| ((i + 2 * j) % 7) as f32 * 0.3);
@@ -440,15 +664,19 @@ mod tests {
             ys,
             true,
         );
-        matmul_body::<false, 4, 1, 2>(
-            x.as_slice().unwrap(),
-            inp,
-            rows,
-            &packed,
-            &mut slow,
-            ys,
-            true,
-        );
+        let ops = Operands {
+            x: x.as_slice().unwrap(),
+            x_rs: inp,
+            x_cs: 1,
+            w: &packed.data,
+            w_js: NR,
+            w_ps: inp * NR,
+            panels: packed.panels,
+            k: inp,
+            relu: true,
+            accumulate: false,
+        };
+        portable::rows(ops, rows, &mut slow, ys);
         // Small integers times small integers: exact in f32 whatever the order.
         assert_eq!(fast, slow);
     }
