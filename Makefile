@@ -11,7 +11,7 @@ MMNET_DEV := target/debug/mmnet
 
 TANSU := .tools/bin/tansu
 
-.PHONY: all build release test lint fmt demo experiment peers accuracy bench bench-kafka tansu clean
+.PHONY: all build release test lint fmt demo experiment peers accuracy bench bench-sql bench-kafka tansu clean
 
 all: build
 
@@ -57,8 +57,19 @@ peers: release
 accuracy: experiment peers
 	@python3 benches/accuracy_report.py "$(OUT)/experiment" docs/ACCURACY.md
 
-## bench: SQL vs kernel rows/s side by side (ROWS=1000000 by default). Scale/RSS: benches/scale_rss.sh.
-bench: release
+## bench: the scoring and training kernels (criterion) next to PyTorch on the same weights,
+## in one run, then the kernel section of docs/BENCHMARKS.md. Needs the torch venv of
+## `make peers` (installed on first use, ~6 GB). Only mmnet-core is built (no DataFusion).
+BENCH_CASES := target/bench-cases
+TORCH_PY := .tools/peers-venv/bin/python
+bench:
+	@bash scripts/install-peers.sh
+	$(CARGO) bench -p mmnet-core --bench kernels
+	$(TORCH_PY) benches/torch_baseline.py $(BENCH_CASES) $(BENCH_CASES)/torch.json
+	python3 benches/bench_report.py target/criterion $(BENCH_CASES) $(BENCH_CASES)/torch.json docs/BENCHMARKS.md
+
+## bench-sql: SQL vs kernel rows/s side by side (ROWS=1000000 by default). Scale/RSS: benches/scale_rss.sh.
+bench-sql: release
 	$(CARGO) bench -p mmnet-arrow --bench sql_vs_kernel
 
 ## bench-kafka: records/s and latency of `mmnet kafka` next to a Python consumer

@@ -364,6 +364,9 @@ mod x86 {
                 }
                 // The 1-5 leftover rows in one pass over the weights, not one pass per row
                 // (batch 16 = 6 + 6 + 4 streams the weights three times, not six).
+                if r == rows {
+                    return;
+                }
                 let (o, y) = (ops.from_row(r), &mut y[r * ys..]);
                 match rows - r {
                     5 => $panels::<5, $pb>(o, y, ys),
@@ -469,7 +472,7 @@ mod x86 {
         _mm256_fmadd_ps,
         _mm256_max_ps
     );
-    // 6 rows x 2 panels: 12 zmm accumulators of 32.
+    // 6 rows x 4 panels: 24 zmm accumulators, 4 weight vectors and a broadcast (29 of 32).
     x86_rows!(
         rows_avx512,
         panels_avx512,
@@ -478,7 +481,7 @@ mod x86 {
         __m512,
         1,
         16,
-        2,
+        4,
         4,
         8,
         _mm512_setzero_ps,
@@ -623,7 +626,14 @@ mod tests {
     /// An input wider than [`KC`]: the ReLU applies once, after the last block.
     #[test]
     fn long_reductions_accumulate_before_the_relu() {
-        let (rows, inp, out) = (9, 600, 20);
+        for rows in [9, 12] {
+            long_reduction(rows);
+        }
+    }
+
+    /// `rows` rows of exactly-sized input (no slack after the last row).
+    fn long_reduction(rows: usize) {
+        let (inp, out) = (600, 20);
         let x = Array2::from_shape_fn(
             (rows, inp),
             |(i, j)| if j < 300 { 1.0 } else { -1.0 } * (1 + i % 3) as f32,
@@ -679,5 +689,39 @@ mod tests {
         portable::rows(ops, rows, &mut slow, ys);
         // Small integers times small integers: exact in f32 whatever the order.
         assert_eq!(fast, slow);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        /// Any shape, exactly-sized buffers: both products equal ndarray's.
+        #[test]
+        fn any_shape_matches_ndarray(rows in 1usize..40, inp in 1usize..700, out in 1usize..70, seed in 0u32..1000) {
+            let f = |i: usize, j: usize| (((i * 31 + j * 17 + seed as usize) % 23) as f32 - 11.0) / 8.0;
+            let x = Array2::from_shape_fn((rows, inp), |(i, j)| f(i, j));
+            let w = Array2::from_shape_fn((out, inp), |(i, j)| f(j, i + 3));
+            let packed = PackedLinear::pack(w.view());
+            let ys = packed.out_padded();
+            let mut y = vec![0.0; (rows - 1) * ys + ys];
+            par_matmul(x.as_slice().unwrap(), inp, rows, &packed, &mut y, ys, false);
+            let want = reference(&x, &w, false);
+            for r in 0..rows {
+                for o in 0..out {
+                    let (g, e) = (y[r * ys + o], want[[r, o]]);
+                    proptest::prop_assert!((g - e).abs() <= 1e-3 * e.abs().max(1.0), "({r},{o}) {g} vs {e}");
+                }
+            }
+            // a^T b with a = x (rows x inp) and b = w^T padded (rows... ) : reuse x as both.
+            let qp = out.div_ceil(NR) * NR;
+            let b = Array2::from_shape_fn((rows, qp), |(i, j)| if j < out { f(i, j + 7) } else { 0.0 });
+            let mut t = vec![0.0; (inp - 1) * qp + qp];
+            par_matmul_tn(x.as_slice().unwrap(), inp, inp, b.as_slice().unwrap(), qp, out, rows, &mut t, qp);
+            let want = x.t().dot(&b);
+            for r in 0..inp {
+                for o in 0..out {
+                    let (g, e) = (t[r * qp + o], want[[r, o]]);
+                    proptest::prop_assert!((g - e).abs() <= 1e-3 * e.abs().max(1.0), "tn ({r},{o}) {g} vs {e}");
+                }
+            }
+        }
     }
 }
