@@ -40,7 +40,7 @@ def cpu_model():
 
 def commit():
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
                               text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -64,7 +64,9 @@ def main():
         f"One run of `make bench` on {datetime.date.today()} at commit {commit()}: {cpu_model()}, "
         f"{peak['threads_available']} cores; mmnet's matmul uses {spec['isa']}; PyTorch "
         f"{torch['torch']} with `torch.set_num_threads({torch['threads']})`. Rows/s are from the "
-        "median of criterion's samples (mmnet) and from >= 1 s loops after warm-up (PyTorch), on "
+        "median of criterion's samples (mmnet) and the best of 3 timed loops of >= 0.5 s after "
+        "warm-up (PyTorch: its timings vary by up to ~50 % from run to run here, so it is "
+        "shown at its best), on "
         "the same weights (PyTorch loads each case's `weights.safetensors` and its scores matched "
         "mmnet's before it was timed: largest relative difference "
         + ", ".join(f"{k} {max(torch['cases'][c]['max_rel_diff'][k] for c in cases):.1e}"

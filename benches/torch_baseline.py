@@ -5,7 +5,8 @@ Runs the *same* networks as `benches/kernels.rs`: it loads each case's weights f
 `weights.safetensors` that the Rust bench wrote, first checks that its S_sum, S_KL and MSE
 equal mmnet's on the exported rows (to 1e-4; exits non-zero otherwise), then times the same
 work with `torch.set_num_threads(2)`: scoring at each batch size, and one Adam step of the
-training loss (eq. 11) on the NSL-KDD shape.
+training loss (eq. 11) on the NSL-KDD shape. PyTorch's timings vary from run to run by up to
+~50 % here, so each is the best of 3 repeats: the comparison is against PyTorch at its best.
 
 usage: torch_baseline.py CASES_DIR OUT.json
 """
@@ -20,7 +21,8 @@ import torch
 from safetensors.torch import load_file
 
 TOL = 1e-4
-MIN_SECONDS = 1.0  # per measurement, after warm-up
+MIN_SECONDS = 0.5  # per repeat, after warm-up
+REPEATS = 3  # PyTorch's timings vary from run to run; its best repeat is reported
 
 
 class MMNet(torch.nn.Module):
@@ -82,15 +84,21 @@ def check(case_dir, case, net):
 
 
 def rows_per_second(fn, batch):
+    """Best of REPEATS timed loops (each >= MIN_SECONDS and >= 5 calls) after warm-up: the
+    most favourable figure for PyTorch."""
     for _ in range(3):
         fn()
-    n, t0 = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        dt = time.perf_counter() - t0
-        if dt >= MIN_SECONDS and n >= 5:
-            return n * batch / dt
+    best = 0.0
+    for _ in range(REPEATS):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            dt = time.perf_counter() - t0
+            if dt >= MIN_SECONDS and n >= 5:
+                break
+        best = max(best, n * batch / dt)
+    return best
 
 
 def train_step_seconds(case, tensors, train):
@@ -117,11 +125,14 @@ def train_step_seconds(case, tensors, train):
 
     for _ in range(3):
         step()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 3 * MIN_SECONDS or n < 10:
-        step()
-        n += 1
-    return (time.perf_counter() - t0) / n
+    best = float("inf")
+    for _ in range(REPEATS):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 2 * MIN_SECONDS or n < 10:
+            step()
+            n += 1
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
 
 
 def main():
