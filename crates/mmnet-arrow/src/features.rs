@@ -6,7 +6,7 @@ use arrow::array::{Array, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float32Type, Float64Type, Schema};
 use arrow::record_batch::RecordBatch;
-use ndarray::Array2;
+use ndarray::{Array2, ShapeBuilder};
 
 use crate::error::{Result, TableError};
 use crate::read::{DEFAULT_BATCH_ROWS, column_indices, open};
@@ -67,32 +67,38 @@ pub fn check_feature_columns(path: &Path, schema: &Schema, names: &[String]) -> 
     Ok(idx)
 }
 
-/// Features of one batch, row-major, and whether each row is complete (no null, no NaN,
+/// Features of one batch (column-major, see [`arrays_to_features`]), and whether each row is complete (no null, no NaN,
 /// no infinity). Incomplete rows hold zeros and must not be reported as scored.
 pub fn batch_features(batch: &RecordBatch, columns: &[usize]) -> Result<(Array2<f32>, Vec<bool>)> {
     let arrays: Vec<&dyn Array> = columns.iter().map(|&c| batch.column(c).as_ref()).collect();
     arrays_to_features(&arrays, batch.num_rows())
 }
 
-/// Row-major f32 features from one array per feature (any numeric type, cast), and the
+/// Column-major (Fortran-order) f32 features from one array per feature (any numeric type,
+/// cast), and the
 /// completeness of each row (see [`batch_features`]).
 pub fn arrays_to_features(arrays: &[&dyn Array], rows: usize) -> Result<(Array2<f32>, Vec<bool>)> {
     let d = arrays.len();
-    let mut x = Array2::<f32>::zeros((rows, d));
+    // Column-major: each feature column is copied into one contiguous run, the way Arrow
+    // holds it. A row-major target scattered every value to a different cache line (a
+    // transpose per batch, the larger part of the SQL path's overhead); the scoring kernel
+    // reads rows from this layout in cache-sized chunks.
+    let mut x = Array2::<f32>::zeros((rows, d).f());
     let mut valid = vec![true; rows];
-    let out = x.as_slice_mut().ok_or_else(|| {
-        TableError::malformed("<batch>", "internal: feature buffer not contiguous")
-    })?;
     for (j, arr) in arrays.iter().enumerate() {
         let col = cast(*arr, &DataType::Float32)?;
         let col = col.as_primitive::<Float32Type>();
-        let values = col.values();
-        for i in 0..rows {
-            let v = values[i];
-            if col.is_null(i) || !v.is_finite() {
-                valid[i] = false;
+        let values = &col.values()[..rows];
+        let mut dst = x.column_mut(j);
+        let dst = dst.as_slice_mut().ok_or_else(|| {
+            TableError::malformed("<batch>", "internal: feature column not contiguous")
+        })?;
+        let nulls = col.nulls().filter(|n| n.null_count() > 0);
+        for (i, ((o, &v), ok)) in dst.iter_mut().zip(values).zip(valid.iter_mut()).enumerate() {
+            if v.is_finite() && nulls.is_none_or(|n| n.is_valid(i)) {
+                *o = v;
             } else {
-                out[i * d + j] = v;
+                *ok = false;
             }
         }
     }
