@@ -69,6 +69,8 @@ struct Shard {
     dz: Vec<f32>,
     dh1: Vec<f32>,
     prod: Vec<f32>,
+    /// This shard's share of dL/dθ.
+    grads: Option<Weights<f32>>,
 }
 
 /// Packed weights and per-thread buffers of one training step, reused by the next.
@@ -76,8 +78,6 @@ struct Shard {
 pub struct StepScratch {
     packed: Packed,
     shards: Vec<Shard>,
-    /// Each shard's gradients (the first shard writes into the caller's).
-    grads: Vec<Weights<f32>>,
 }
 
 fn grow(v: &mut Vec<f32>, len: usize) {
@@ -171,19 +171,13 @@ impl StepScratch {
         while self.shards.len() < shards {
             self.shards.push(Shard::default());
         }
-        while self.grads.len() < shards - 1 {
-            self.grads.push(wt.zeros_like());
-        }
         let packed = &self.packed;
-        let mut outs: Vec<&mut Weights<f32>> = std::iter::once(grads)
-            .chain(self.grads.iter_mut())
-            .take(shards)
-            .collect();
-        let sums: Vec<[f64; 3]> = self.shards[..shards]
+        // Every shard writes its own gradients; no per-step allocation (a reduce, not a
+        // collect, and each shard's buffers persist).
+        let [rec, mask, kl] = self.shards[..shards]
             .par_iter_mut()
-            .zip(outs.par_iter_mut())
             .enumerate()
-            .map(|(i, (shard, g))| {
+            .map(|(i, shard)| {
                 let (r0, r1) = (i * rows, ((i + 1) * rows).min(n));
                 shard.run(
                     packed,
@@ -192,19 +186,22 @@ impl StepScratch {
                     &labeled[r0..r1],
                     n,
                     p,
-                    g,
                 )
             })
-            .collect();
-        let (first, rest) = outs.split_at_mut(1);
-        for g in rest {
-            for (a, b) in first[0].tensors_mut().into_iter().zip(g.tensors()) {
-                *a += b;
+            .reduce(|| [0.0; 3], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]]);
+        for (i, shard) in self.shards[..shards].iter().enumerate() {
+            let g = shard
+                .grads
+                .as_ref()
+                .expect("every shard that ran has gradients");
+            for (a, b) in grads.tensors_mut().into_iter().zip(g.tensors()) {
+                if i == 0 {
+                    a.assign(b);
+                } else {
+                    *a += b;
+                }
             }
         }
-        let [rec, mask, kl] = sums.iter().fold([0.0; 3], |acc, s| {
-            [acc[0] + s[0], acc[1] + s[1], acc[2] + s[2]]
-        });
         LossParts {
             rec,
             mask,
@@ -216,7 +213,7 @@ impl StepScratch {
 
 impl Shard {
     /// Forward and backward of rows `x` of a batch of `batch` rows, on this thread. Writes
-    /// this shard's share of dL/dθ into `grads` and returns its share of (L_rec, L_mask,
+    /// this shard's share of dL/dθ into its `grads` and returns its share of (L_rec, L_mask,
     /// L_KL); both add up over shards.
     #[allow(clippy::too_many_arguments)]
     fn run(
@@ -227,9 +224,18 @@ impl Shard {
         labeled: &[bool],
         batch: usize,
         p: &ModelParams,
-        grads: &mut Weights<f32>,
     ) -> [f64; 3] {
         let s = self;
+        let stale = s.grads.as_ref().is_none_or(|g| {
+            g.tensors()
+                .iter()
+                .zip(wt.tensors())
+                .any(|(a, b)| a.dim() != b.dim())
+        });
+        if stale {
+            s.grads = Some(wt.zeros_like());
+        }
+        let grads = s.grads.as_mut().expect("set just above");
         let (n, d) = x.dim();
         let (h, c, m, k) = (
             wt.enc1.nrows(),
