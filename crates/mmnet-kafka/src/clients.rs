@@ -1,6 +1,8 @@
 //! librdkafka clients as the operator configures them, and the callbacks that feed metrics
 //! and logs.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -9,7 +11,10 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::ToBytes;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{
+    BaseRecord, DeliveryFuture, DeliveryResult, FutureProducer, FutureRecord, ProducerContext,
+    ThreadedProducer,
+};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
@@ -170,6 +175,103 @@ pub fn base_producer_config(brokers: &str) -> ClientConfig {
 
 /// Enqueues a record, waiting while librdkafka's queue is full (backpressure: the caller
 /// stops until the producer catches up). Other errors are returned as they are.
+/// Acknowledgements of one batch's records, counted in the producer's delivery callback.
+///
+/// Why not a `DeliveryFuture` per record: each one is a oneshot channel, a boxed sender and a
+/// task wake-up, and the commit stage awaited them one by one: per-record work on the hot path
+/// of the operator (the Kafka benchmark's profile). One shared counter per batch carries the
+/// same guarantee: the batch's offsets are stored only after its last record is acknowledged.
+#[derive(Debug)]
+pub struct BatchAcks {
+    pending: AtomicUsize,
+    failure: Mutex<Option<(String, KafkaError)>>,
+    done: tokio::sync::Notify,
+    /// Which batch, for error messages.
+    what: String,
+}
+
+impl BatchAcks {
+    /// A batch of `records` records, described by `what` in errors.
+    pub fn new(records: usize, what: String) -> Arc<Self> {
+        Arc::new(BatchAcks {
+            pending: AtomicUsize::new(records),
+            failure: Mutex::new(None),
+            done: tokio::sync::Notify::new(),
+            what,
+        })
+    }
+
+    /// Waits until every record was acknowledged. Returns the first failure: where the
+    /// record was going and why.
+    pub async fn wait(&self) -> std::result::Result<(), (String, KafkaError)> {
+        while self.pending.load(Ordering::Acquire) > 0 {
+            self.done.notified().await;
+        }
+        match self.failure.lock() {
+            Ok(mut f) => f.take().map_or(Ok(()), Err),
+            Err(_) => Err((self.what.clone(), KafkaError::Canceled)),
+        }
+    }
+
+    fn settle(&self, failed: Option<(String, KafkaError)>) {
+        if let Some(f) = failed
+            && let Ok(mut slot) = self.failure.lock()
+            && slot.is_none()
+        {
+            *slot = Some(f);
+        }
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Stores a permit if `wait` is not waiting yet.
+            self.done.notify_one();
+        }
+    }
+}
+
+/// The operator's producer context: librdkafka logs to `tracing`, deliveries to [`BatchAcks`].
+#[derive(Debug, Clone, Default)]
+pub struct AckContext;
+
+impl ClientContext for AckContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        log_to_tracing(level, fac, msg);
+    }
+}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = Arc<BatchAcks>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<BatchAcks>) {
+        use rdkafka::Message;
+        let failed = result.as_ref().err().map(|(e, m)| {
+            let what = format!(
+                "to `{}` (partition {}) for a record of {}",
+                m.topic(),
+                m.partition(),
+                acks.what
+            );
+            (what, e.clone())
+        });
+        acks.settle(failed);
+    }
+}
+
+/// Enqueues one record of a batch, waiting while librdkafka's queue is full (backpressure).
+pub async fn send_acked(
+    producer: &ThreadedProducer<AckContext>,
+    mut record: BaseRecord<'_, [u8], [u8], Arc<BatchAcks>>,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 pub async fn send_when_queued<K, P>(
     producer: &FutureProducer<LogContext>,
     mut record: FutureRecord<'_, K, P>,
@@ -193,5 +295,38 @@ where
 fn apply<'a>(c: &mut ClientConfig, props: impl Iterator<Item = (&'a String, &'a String)>) {
     for (k, v) in props {
         c.set(k, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `wait` returns only after the last acknowledgement, whether it starts waiting before
+    /// or after them, and reports the first failure only.
+    #[tokio::test]
+    async fn batch_acks_wait_for_every_record_and_keep_the_first_failure() {
+        let acks = BatchAcks::new(3, "batch 7".into());
+        let waiter = {
+            let acks = Arc::clone(&acks);
+            tokio::spawn(async move { acks.wait().await })
+        };
+        acks.settle(None);
+        acks.settle(Some(("to `a`".into(), KafkaError::Canceled)));
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "returned before the last acknowledgement"
+        );
+        acks.settle(Some(("to `b`".into(), KafkaError::Canceled)));
+        let (what, _) = waiter.await.unwrap().unwrap_err();
+        assert_eq!(what, "to `a`");
+
+        // Every acknowledgement before anyone waits: the stored permit releases `wait`.
+        let early = BatchAcks::new(2, "batch 8".into());
+        early.settle(None);
+        early.settle(None);
+        assert!(early.wait().await.is_ok());
+        assert!(BatchAcks::new(0, "empty".into()).wait().await.is_ok());
     }
 }

@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! ingest (recv, batch by size/bytes/linger) --[1]--> score (blocking thread: decode, score,
-//! encode; then enqueue every record) --[max_in_flight]--> commit (await every delivery in
-//! order, then store the batch's offsets)
+//! encode; then enqueue every record) --[max_in_flight]--> commit (await each batch's
+//! acknowledgements, in order, then store its offsets)
 //! ```
 //!
 //! An offset is stored only after every record of its batch and of all earlier batches was
-//! acknowledged, so a committed offset never covers an unscored record; librdkafka commits
+//! acknowledged (counted per batch in the producer's delivery callback, `BatchAcks`), so a
+//! committed offset never covers an unscored record; librdkafka commits
 //! stored offsets every `commit_interval_ms`, on rebalance and on close. When the output is
 //! slow, the channels fill, `recv` is no longer called and librdkafka's bounded prefetch
 //! stops fetching: consumption pauses instead of memory growing.
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
@@ -31,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::batch::{Destination, Output, Prepared, RawBatch, Scorer};
 use crate::clients::{
-    LogContext, OperatorContext, consumer_config, producer_config, send_when_queued,
+    AckContext, BatchAcks, OperatorContext, consumer_config, producer_config, send_acked,
 };
 use crate::config::{Guarantee, OperatorConfig};
 use crate::decode::Decoder;
@@ -39,7 +40,7 @@ use crate::error::{OperatorError, Result};
 use crate::metrics::{Health, Metrics};
 
 type Consumer_ = StreamConsumer<OperatorContext>;
-type Producer_ = FutureProducer<LogContext>;
+type Producer_ = ThreadedProducer<AckContext>;
 
 /// Totals of one run, printed when the operator stops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,7 +108,7 @@ pub async fn run(
         }
     };
     let producer: Producer_ = producer_config(&cfg, txn_id.as_deref())
-        .create_with_context(LogContext)
+        .create_with_context(AckContext)
         .map_err(OperatorError::kafka("creating the producer"))?;
     if txn_id.is_some() {
         let p = producer.clone();
@@ -266,8 +267,13 @@ fn topic<'a>(cfg: &'a OperatorConfig, o: &Output) -> &'a str {
     }
 }
 
-fn record<'a>(cfg: &'a OperatorConfig, o: &'a Output) -> FutureRecord<'a, [u8], [u8]> {
-    let mut r = FutureRecord::to(topic(cfg, o)).payload(o.payload.as_slice());
+fn record<'a>(
+    cfg: &'a OperatorConfig,
+    o: &'a Output,
+    acks: &Arc<BatchAcks>,
+) -> BaseRecord<'a, [u8], [u8], Arc<BatchAcks>> {
+    let mut r =
+        BaseRecord::with_opaque_to(topic(cfg, o), Arc::clone(acks)).payload(o.payload.as_slice());
     if let Some(k) = &o.key {
         r = r.key(k.as_slice());
     }
@@ -291,8 +297,13 @@ fn delivery_what(cfg: &OperatorConfig, o: &Output) -> String {
 }
 
 /// Enqueues one record, waiting while librdkafka's queue is full (backpressure).
-async fn enqueue(producer: &Producer_, cfg: &OperatorConfig, o: &Output) -> Result<DeliveryFuture> {
-    send_when_queued(producer, record(cfg, o))
+async fn enqueue(
+    producer: &Producer_,
+    cfg: &OperatorConfig,
+    o: &Output,
+    acks: &Arc<BatchAcks>,
+) -> Result<()> {
+    send_acked(producer, record(cfg, o, acks))
         .await
         .map_err(|cause| OperatorError::Delivery {
             what: delivery_what(cfg, o),
@@ -300,10 +311,21 @@ async fn enqueue(producer: &Producer_, cfg: &OperatorConfig, o: &Output) -> Resu
         })
 }
 
+/// What a batch is, for delivery errors: its first input record.
+fn batch_what(cfg: &OperatorConfig, p: &Prepared) -> String {
+    match p.outputs.first() {
+        Some(o) => format!(
+            "the batch starting at input {}/{}@{}",
+            cfg.kafka.input_topic, o.partition, o.offset
+        ),
+        None => "an empty batch".into(),
+    }
+}
+
 /// A batch whose records are enqueued, awaiting acknowledgements.
 struct InFlight {
     prepared: Prepared,
-    deliveries: Vec<DeliveryFuture>,
+    acks: Arc<BatchAcks>,
 }
 
 async fn at_least_once(
@@ -353,18 +375,11 @@ async fn at_least_once(
             while let Some(raw) = raw_rx.recv().await {
                 let mut prepared = prepare(&scorer, raw, &metrics).await.map_err(fail)?;
                 let poison = prepared.poison.take();
-                let mut deliveries = Vec::with_capacity(prepared.outputs.len());
+                let acks = BatchAcks::new(prepared.outputs.len(), batch_what(&cfg, &prepared));
                 for o in &prepared.outputs {
-                    deliveries.push(enqueue(&producer, &cfg, o).await.map_err(fail)?);
+                    enqueue(&producer, &cfg, o, &acks).await.map_err(fail)?;
                 }
-                if fly_tx
-                    .send(InFlight {
-                        prepared,
-                        deliveries,
-                    })
-                    .await
-                    .is_err()
-                {
+                if fly_tx.send(InFlight { prepared, acks }).await.is_err() {
                     break;
                 }
                 if let Some(e) = poison {
@@ -402,17 +417,10 @@ async fn commit_in_order(
 ) -> Result<RunSummary> {
     let mut summary = RunSummary::default();
     while let Some(f) = rx.recv().await {
-        for (o, d) in f.prepared.outputs.iter().zip(f.deliveries) {
-            let delivered = d
-                .await
-                .map_err(|_| OperatorError::Internal("producer dropped a delivery".into()))?;
-            if let Err((cause, _)) = delivered {
-                return Err(OperatorError::Delivery {
-                    what: delivery_what(&cfg, o),
-                    cause,
-                });
-            }
-        }
+        f.acks
+            .wait()
+            .await
+            .map_err(|(what, cause)| OperatorError::Delivery { what, cause })?;
         for (&p, &off) in &f.prepared.offsets {
             // After a revoke the partition is no longer ours: the store fails and the new
             // owner re-scores from the last commit (duplicates, never gaps).
@@ -508,11 +516,14 @@ fn transact(
 ) -> Result<()> {
     let attempt = || -> std::result::Result<(), KafkaError> {
         producer.begin_transaction()?;
+        // Deliveries are counted but not awaited here: committing the transaction fails if
+        // any record of it was not delivered.
+        let acks = BatchAcks::new(prepared.outputs.len(), batch_what(cfg, prepared));
         for o in &prepared.outputs {
-            let mut r = record(cfg, o);
+            let mut r = record(cfg, o, &acks);
             loop {
-                match producer.send_result(r) {
-                    Ok(_) => break,
+                match producer.send(r) {
+                    Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         r = back;
                         producer.poll(Timeout::After(Duration::from_millis(5)));

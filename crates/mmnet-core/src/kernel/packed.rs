@@ -111,7 +111,7 @@ struct Operands<'a> {
 
 impl<'a> Operands<'a> {
     /// The rows from `r` on.
-    fn from_row(self, r: usize) -> Self {
+    fn rows_from(self, r: usize) -> Self {
         Operands {
             x: &self.x[r * self.x_rs..],
             ..self
@@ -359,7 +359,7 @@ mod x86 {
             pub(super) fn $name(ops: Operands<'_>, rows: usize, y: &mut [f32], ys: usize) {
                 let mut r = 0;
                 while r + 6 <= rows {
-                    $panels::<6, $pb>(ops.from_row(r), &mut y[r * ys..], ys);
+                    $panels::<6, $pb>(ops.rows_from(r), &mut y[r * ys..], ys);
                     r += 6;
                 }
                 // The 1-5 leftover rows in one pass over the weights, not one pass per row
@@ -367,7 +367,7 @@ mod x86 {
                 if r == rows {
                     return;
                 }
-                let (o, y) = (ops.from_row(r), &mut y[r * ys..]);
+                let (o, y) = (ops.rows_from(r), &mut y[r * ys..]);
                 match rows - r {
                     5 => $panels::<5, $pb>(o, y, ys),
                     4 => $panels::<4, $pb>(o, y, ys),

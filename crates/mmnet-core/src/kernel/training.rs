@@ -295,19 +295,15 @@ impl Shard {
         matmul(&s.z, zs, n, &pk.address, &mut s.w, ms, false);
         let hard = p.mask == MaskStrategy::Hard;
         let (guard, mut mask_sum, mut log_sum) = (p.log_guard as f32, 0.0f64, 0.0f64);
-        for r in 0..n {
+        for (r, &lab) in labeled.iter().enumerate() {
             let row = &mut s.w[r * ms..r * ms + m];
             if hard {
-                let other = if labeled[r] {
-                    &mut row[..k]
-                } else {
-                    &mut row[k..]
-                };
+                let other = if lab { &mut row[..k] } else { &mut row[k..] };
                 other.fill(f32::NEG_INFINITY);
             }
             softmax_row_inplace(ArrayViewMut1::from(&mut *row));
             // L_mask and L_KL's sum here, while the row is in cache (as `mask_loss`, `kl_loss`).
-            let other = if labeled[r] { &row[..k] } else { &row[k..] };
+            let other = if lab { &row[..k] } else { &row[k..] };
             mask_sum += other.iter().sum::<f32>() as f64;
             log_sum += row.iter().map(|&v| (v + guard).ln()).sum::<f32>() as f64;
             let out = ArrayViewMut1::from(&mut s.w_hat[r * ms..r * ms + m]);
