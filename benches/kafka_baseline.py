@@ -35,7 +35,9 @@ GROUP_TIMEOUTS = {
 
 
 class Model:
-    """MMNet scoring (encoder + attention, as mmnet_core::score::score_scaled) in numpy."""
+    """MMNet scoring in numpy, as mmnet_core's scorer: the model's scaling (min-max after the
+    log compression of skewed columns), encoder, attention, and for the scores that need it
+    (mse, calibrated, combined: the default) shrinkage, read-out and decoder."""
 
     def __init__(self, model_dir):
         with open(f"{model_dir}/manifest.json") as f:
@@ -47,19 +49,39 @@ class Model:
         self.lo = lo
         with np.errstate(divide="ignore"):
             self.scale = np.where(hi > lo, 1.0 / (hi - lo), 0.0).astype(np.float32)
+        lc = m["scaler"].get("log_compress") or []
+        self.lc_idx = np.asarray([j for j, c in enumerate(lc) if c], dtype=np.int64)
+        self.lc_origin = np.asarray([lc[j]["origin"] for j in self.lc_idx], np.float32)
+        self.lc_scale = np.asarray([lc[j]["scale"] for j in self.lc_idx], np.float32)
         # PyTorch layout (out x in): y = x W^T.
         self.enc1 = np.ascontiguousarray(w["encoder.0.weight"].T)
         self.enc2 = np.ascontiguousarray(w["encoder.2.weight"].T)
         self.mem = np.ascontiguousarray(w["memory"].T)
-        self.k = m["model"]["memory_normal"]
-        self.guard = np.float32(m["model"]["log_guard"])
+        self.mem_read = np.ascontiguousarray(w["memory"])
+        self.dec1 = np.ascontiguousarray(w["decoder.0.weight"].T)
+        self.dec2 = np.ascontiguousarray(w["decoder.2.weight"].T)
+        mp = m["model"]
+        self.k = mp["memory_normal"]
+        self.guard = np.float32(mp["log_guard"])
+        self.gamma = np.float32(mp["shrink_threshold"])
+        self.eps = np.float32(mp["shrink_eps"])
         self.variant = m["score"]["variant"]
         self.lam = np.float32(m["score"]["lambda"])
+        self.cal = m["score"].get("calibration")
         self.threshold = m["threshold"]["value"]
-        if self.variant not in ("paper", "s_sum", "s_kl"):
-            sys.exit(f"baseline implements paper/s_sum/s_kl scores, model uses {self.variant}")
+        known = ("paper", "s_sum", "s_kl", "mse", "calibrated", "combined")
+        if self.variant not in known:
+            sys.exit(f"baseline implements {', '.join(known)}; the model uses {self.variant}")
+
+    def z(self, name, v):
+        c = self.cal[name]
+        return (v - np.float32(c["median"])) / np.float32(c["iqr"])
 
     def score(self, x):
+        x = np.array(x, dtype=np.float32)
+        if len(self.lc_idx):
+            d = (x[:, self.lc_idx] - self.lc_origin) / self.lc_scale
+            x[:, self.lc_idx] = np.sign(d) * np.log1p(np.abs(d))
         x = (x - self.lo) * self.scale
         h = np.maximum(x @ self.enc1, 0.0)
         a = (h @ self.enc2) @ self.mem
@@ -69,11 +91,27 @@ class Model:
         s_sum = a[:, : self.k].sum(axis=1)
         s_kl = -np.log(a + self.guard).mean(axis=1) - np.float32(np.log(a.shape[1]))
         if self.variant == "paper":
-            score = -(s_sum + self.lam * s_kl)
-        elif self.variant == "s_sum":
-            score = -s_sum
-        else:
-            score = -s_kl
+            return -(s_sum + self.lam * s_kl), s_sum, s_kl
+        if self.variant == "s_sum":
+            return -s_sum, s_sum, s_kl
+        if self.variant == "s_kl":
+            return -s_kl, s_sum, s_kl
+        u = a - self.gamma
+        shrunk = np.where(u > 0, u * a / (u + self.eps), 0.0).astype(np.float32)
+        w_hat = shrunk / np.maximum(shrunk.sum(axis=1, keepdims=True), np.float32(1e-12))
+        x_hat = np.maximum((w_hat @ self.mem_read) @ self.dec1, 0.0) @ self.dec2
+        mse = ((x - x_hat) ** 2).mean(axis=1)
+        if self.variant == "mse":
+            return mse, s_sum, s_kl
+        ln_mse = np.log(mse + np.float32(1e-12))
+        if self.variant == "calibrated":
+            return self.z("neg_s_sum", -s_sum) + self.z("log_mse", ln_mse), s_sum, s_kl
+        # Both masses summed directly, as mmnet does (1 - S_sum loses them to rounding).
+        floor = np.float32(1e-7)
+        m_l = a[:, self.k :].sum(axis=1)
+        logit = np.log(np.maximum(m_l, floor)) - np.log(np.maximum(s_sum, floor))
+        score = (self.z("logit_anomaly_mass", logit) + self.z("log_mse", ln_mse)
+                 + np.maximum(self.z("neg_s_kl", -s_kl), 0.0))
         return score, s_sum, s_kl
 
 

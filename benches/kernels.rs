@@ -125,7 +125,8 @@ fn score(c: &mut Criterion) {
             let scorer = Scorer::new(&weights(d, &p), &p);
             let x = rows(*BATCHES.iter().max().unwrap_or(&1), d, 11);
             let n = x.nrows();
-            let (mut a, mut b, mut e) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            let (mut a, mut l, mut b, mut e) =
+                (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
             for batch in BATCHES {
                 g.throughput(Throughput::Elements(batch as u64));
                 g.bench_with_input(
@@ -137,6 +138,7 @@ fn score(c: &mut Criterion) {
                                 x.slice(s![..k, ..]),
                                 ScoreOut {
                                     s_sum: &mut a[..k],
+                                    m_l: &mut l[..k],
                                     s_kl: &mut b[..k],
                                     mse: with_mse.then_some(&mut e[..k]),
                                 },

@@ -141,17 +141,21 @@ fn ln_mse(mse: f32) -> f32 {
     (mse + 1e-12).ln()
 }
 
-/// Smallest attention mass kept apart from 0 and 1 in [`logit_anomaly_mass`]: f32 softmax
-/// sums saturate at 1 - 6e-8, so anything closer carries no information.
+/// Smallest attention mass kept apart from 0 in [`logit_anomaly_mass`]: below it, a mass
+/// carries no ranking information worth having.
 const LOGIT_CLAMP: f32 = 1e-7;
 
-/// logit(1 - S_sum) = ln((1 - S_sum) / S_sum): the log-odds that a row addresses the
-/// anomaly memory M_l. Why a logit: S_sum is a probability mass that saturates near 1 for
-/// most normal rows, and the differences that rank rows (0.999 vs 0.99999) are invisible on
-/// the raw scale but are orders of magnitude apart on the log-odds scale.
-pub fn logit_anomaly_mass(s_sum: f32) -> f32 {
-    let s = s_sum.clamp(LOGIT_CLAMP, 1.0 - LOGIT_CLAMP);
-    ((1.0 - s) / s).ln()
+/// ln(M_l mass / M_u mass) = logit(1 - S_sum): the log-odds that a row addresses the anomaly
+/// memory M_l. Why a logit: S_sum is a probability mass that saturates near 1 for most normal
+/// rows, and the differences that rank rows (0.999 vs 0.99999) are invisible on the raw scale
+/// but are orders of magnitude apart on the log-odds scale.
+///
+/// Both masses are sums of their own attention weights, not `1 - S_sum`: in f32, 1 - S_sum
+/// of a saturated row is a multiple of 6e-8, so a mass of 1e-6 carried 6 % rounding noise
+/// that ranked rows and made two correct implementations disagree (seen: 0.17 in the
+/// combined score between mmnet and numpy on the same weights).
+pub fn logit_anomaly_mass(m_l: f32, s_sum: f32) -> f32 {
+    m_l.max(LOGIT_CLAMP).ln() - s_sum.max(LOGIT_CLAMP).ln()
 }
 
 /// The configured score of a model.
@@ -182,6 +186,9 @@ impl Default for ScoreConfig {
 pub struct RawScores {
     /// S_sum: total pre-shrink attention on M_u, in [0, 1].
     pub s_sum: Vec<f32>,
+    /// Total pre-shrink attention on M_l, summed over M_l's own weights (about 1 - S_sum,
+    /// but exact where S_sum saturates; see [`logit_anomaly_mass`]).
+    pub m_l: Vec<f32>,
     /// S_KL = KL(u || w) with the log guard, >= 0.
     pub s_kl: Vec<f32>,
     /// Reconstruction MSE (mean over features), when computed.
@@ -209,9 +216,10 @@ impl RawScores {
             log_mse: RobustStats::of(&log_mse)?,
             logit_anomaly_mass: RobustStats::of(
                 &self
-                    .s_sum
+                    .m_l
                     .iter()
-                    .map(|&x| logit_anomaly_mass(x))
+                    .zip(&self.s_sum)
+                    .map(|(&a, &s)| logit_anomaly_mass(a, s))
                     .collect::<Vec<_>>(),
             ),
         })
@@ -245,7 +253,7 @@ impl RawScores {
                 let mse = self.mse.as_ref()?;
                 (0..self.s_sum.len())
                     .map(|i| {
-                        lg.z(logit_anomaly_mass(self.s_sum[i]))
+                        lg.z(logit_anomaly_mass(self.m_l[i], self.s_sum[i]))
                             + c.log_mse.z(ln_mse(mse[i]))
                             + c.neg_s_kl.z(-self.s_kl[i]).max(0.0)
                     })
@@ -256,31 +264,39 @@ impl RawScores {
 
     /// S_sum, S_KL and the MSE of a full forward pass.
     pub fn from_forward(fw: &Forward<f32>, p: &ModelParams) -> RawScores {
-        let (s_sum, s_kl) = attention_scores(fw.w.view(), p.memory_normal, p.log_guard);
+        let (s_sum, m_l, s_kl) = attention_scores(fw.w.view(), p.memory_normal, p.log_guard);
         let d = fw.x_hat.ncols().max(1) as f32;
         RawScores {
             s_sum,
+            m_l,
             s_kl,
             mse: Some(fw.err.iter().map(|&e| e * e / d).collect()),
         }
     }
 }
 
-/// S_sum and S_KL of each row of the attention matrix `w` (`B x (K+L)`).
-pub fn attention_scores<F: Real>(w: ArrayView2<F>, k: usize, guard: f64) -> (Vec<f32>, Vec<f32>) {
+/// S_sum, the M_l mass and S_KL of each row of the attention matrix `w` (`B x (K+L)`).
+pub fn attention_scores<F: Real>(
+    w: ArrayView2<F>,
+    k: usize,
+    guard: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let m = w.ncols();
     let g = F::c(guard);
     let log_m = F::c((m as f64).ln());
     let inv_m = F::c(1.0 / m as f64);
     let mut s_sum = Vec::with_capacity(w.nrows());
+    let mut m_l = Vec::with_capacity(w.nrows());
     let mut s_kl = Vec::with_capacity(w.nrows());
     for row in w.axis_iter(Axis(0)) {
         let s: F = row.iter().take(k).copied().sum();
+        let a: F = row.iter().skip(k).copied().sum();
         let logs: F = row.iter().map(|&v| (v + g).ln()).sum();
         s_sum.push(s.to_f32().unwrap_or(f32::NAN));
+        m_l.push(a.to_f32().unwrap_or(f32::NAN));
         s_kl.push((-(logs * inv_m) - log_m).to_f32().unwrap_or(f32::NAN));
     }
-    (s_sum, s_kl)
+    (s_sum, m_l, s_kl)
 }
 
 /// Scores rows that are already scaled. Computes the decoder only when `with_mse`. Packs
@@ -302,16 +318,16 @@ mod tests {
     #[test]
     fn uniform_attention_has_zero_kl_and_half_sum() {
         let w = Array2::<f64>::from_elem((2, 4), 0.25);
-        let (s, k) = attention_scores(w.view(), 2, 1e-12);
-        assert!((s[0] - 0.5).abs() < 1e-6);
+        let (s, a, k) = attention_scores(w.view(), 2, 1e-12);
+        assert!((s[0] - 0.5).abs() < 1e-6 && (a[0] - 0.5).abs() < 1e-6);
         assert!(k[0].abs() < 1e-5, "{}", k[0]);
     }
 
     #[test]
     fn peaky_attention_has_large_kl() {
         let w = array![[1.0f64, 0.0, 0.0, 0.0]];
-        let (s, k) = attention_scores(w.view(), 2, 1e-12);
-        assert_eq!(s[0], 1.0);
+        let (s, a, k) = attention_scores(w.view(), 2, 1e-12);
+        assert_eq!((s[0], a[0]), (1.0, 0.0));
         // -(1/4)(log(1) + 3 log(1e-12)) - log 4 = 0.75 * 27.631 - 1.386
         assert!((k[0] as f64 - (0.75 * 27.631021 - 4f64.ln())).abs() < 1e-3);
     }
@@ -320,6 +336,7 @@ mod tests {
     fn variants_are_oriented_higher_is_anomalous() {
         let raw = RawScores {
             s_sum: vec![0.9, 0.1],
+            m_l: vec![0.1, 0.9],
             s_kl: vec![2.0, 1.0],
             mse: None,
         };
@@ -340,6 +357,7 @@ mod tests {
     fn combined_adds_three_standardised_scores() {
         let raw = RawScores {
             s_sum: vec![0.999_99, 0.9999, 0.999, 0.99, 0.9],
+            m_l: vec![1e-5, 1e-4, 1e-3, 1e-2, 0.1],
             s_kl: vec![5.0, 4.0, 3.0, 2.0, 1.0],
             mse: Some(vec![1.0, 2.0, 3.0, 4.0, 5.0]),
         };
@@ -366,16 +384,22 @@ mod tests {
     #[test]
     fn logit_separates_saturated_masses() {
         // On the raw scale these differ by < 1e-3; as log-odds by about 4.6.
-        let a = logit_anomaly_mass(0.999);
-        let b = logit_anomaly_mass(0.999_99);
+        let a = logit_anomaly_mass(1e-3, 0.999);
+        let b = logit_anomaly_mass(1e-5, 0.999_99);
         assert!((a - b - (100.0f32).ln()).abs() < 0.05, "{a} {b}");
-        assert!(logit_anomaly_mass(1.0).is_finite() && logit_anomaly_mass(0.0).is_finite());
+        assert!(
+            logit_anomaly_mass(0.0, 1.0).is_finite() && logit_anomaly_mass(1.0, 0.0).is_finite()
+        );
+        // A mass far below f32's resolution of 1 - S_sum (6e-8) still ranks: 1e-6 vs 2e-6.
+        let (c, d) = (logit_anomaly_mass(1e-6, 1.0), logit_anomaly_mass(2e-6, 1.0));
+        assert!((d - c - 2f32.ln()).abs() < 1e-4, "{c} {d}");
     }
 
     #[test]
     fn calibrated_is_a_sum_of_robust_z_scores() {
         let raw = RawScores {
             s_sum: vec![1.0, 0.9, 0.8, 0.7, 0.6],
+            m_l: vec![0.0, 0.1, 0.2, 0.3, 0.4],
             s_kl: vec![1.0; 5],
             mse: Some(vec![1.0, 2.0, 3.0, 4.0, 5.0]),
         };

@@ -30,9 +30,9 @@ pub struct AttendParams {
 }
 
 /// Addresses one row. `logits` (length m) holds `z M^T` on entry and `l - max` on return;
-/// `w_hat` (length m) receives the read-out weights. Returns `(S_sum, S_KL)`.
+/// `w_hat` (length m) receives the read-out weights. Returns `(S_sum, M_l mass, S_KL)`.
 #[inline]
-pub fn attend_row(logits: &mut [f32], w_hat: &mut [f32], a: &AttendParams) -> (f32, f32) {
+pub fn attend_row(logits: &mut [f32], w_hat: &mut [f32], a: &AttendParams) -> (f32, f32, f32) {
     let m = logits.len();
     debug_assert_eq!(w_hat.len(), m);
     let max = logits.iter().fold(f32::NEG_INFINITY, |acc, &v| acc.max(v));
@@ -45,6 +45,7 @@ pub fn attend_row(logits: &mut [f32], w_hat: &mut [f32], a: &AttendParams) -> (f
     let inv = 1.0 / sum;
     let ln_sum = sum.ln();
     let mut s_sum = 0.0f32;
+    let mut m_l = 0.0f32;
     let mut logs = 0.0f32;
     let mut norm = 0.0f32;
     for (j, (&d, e)) in logits.iter().zip(w_hat.iter_mut()).enumerate() {
@@ -54,6 +55,8 @@ pub fn attend_row(logits: &mut [f32], w_hat: &mut [f32], a: &AttendParams) -> (f
         }
         if j < a.k {
             s_sum += w;
+        } else {
+            m_l += w;
         }
         logs += if w >= LOG_DOMAIN_FROM {
             d - ln_sum
@@ -70,5 +73,5 @@ pub fn attend_row(logits: &mut [f32], w_hat: &mut [f32], a: &AttendParams) -> (f
         *v *= inv_norm;
     }
     let s_kl = -(logs / m as f32) - (m as f32).ln();
-    (s_sum, s_kl)
+    (s_sum, m_l, s_kl)
 }

@@ -42,6 +42,8 @@ fn task_rows(n: usize, threads: usize) -> usize {
 pub struct ScoreOut<'a> {
     /// S_sum (eq. 17).
     pub s_sum: &'a mut [f32],
+    /// Attention mass on M_l, summed directly (see `score::logit_anomaly_mass`).
+    pub m_l: &'a mut [f32],
     /// S_KL (eq. 18).
     pub s_kl: &'a mut [f32],
     /// Reconstruction MSE; `None` skips the decoder.
@@ -91,6 +93,20 @@ struct Scratch {
 fn grow(v: &mut Vec<f32>, len: usize) {
     if v.len() < len {
         v.resize(len, 0.0);
+    }
+}
+
+fn outs<'a>(
+    s_sum: &'a mut [f32],
+    m_l: &'a mut [f32],
+    s_kl: &'a mut [f32],
+    mse: Option<&'a mut [f32]>,
+) -> ScoreOut<'a> {
+    ScoreOut {
+        s_sum,
+        m_l,
+        s_kl,
+        mse,
     }
 }
 
@@ -145,76 +161,88 @@ impl Scorer {
     pub fn score_into(&self, x: ArrayView2<f32>, out: ScoreOut<'_>) {
         let n = x.nrows();
         assert_eq!(x.ncols(), self.input_dim(), "input width");
-        assert!(out.s_sum.len() == n && out.s_kl.len() == n, "output length");
+        assert!(
+            out.s_sum.len() == n && out.m_l.len() == n && out.s_kl.len() == n,
+            "output length"
+        );
         assert!(out.mse.as_ref().is_none_or(|m| m.len() == n), "mse length");
-        let ScoreOut { s_sum, s_kl, mse } = out;
+        let ScoreOut {
+            s_sum,
+            m_l,
+            s_kl,
+            mut mse,
+        } = out;
         let threads = rayon::current_num_threads();
         if n < PARALLEL_FROM || threads == 1 {
             // One thread: chunk by chunk on the calling thread.
-            let mut mse = mse;
             for start in (0..n).step_by(CHUNK) {
                 let end = (start + CHUNK).min(n);
                 self.chunk(
                     x.slice(ndarray::s![start..end, ..]),
-                    &mut s_sum[start..end],
-                    &mut s_kl[start..end],
-                    mse.as_deref_mut().map(|m| &mut m[start..end]),
+                    ScoreOut {
+                        s_sum: &mut s_sum[start..end],
+                        m_l: &mut m_l[start..end],
+                        s_kl: &mut s_kl[start..end],
+                        mse: mse.as_deref_mut().map(|m| &mut m[start..end]),
+                    },
                 );
             }
             return;
         }
         let t = task_rows(n, threads);
         let rows = |i: usize| x.slice(ndarray::s![i * t..((i + 1) * t).min(n), ..]);
-        let pairs = s_sum.par_chunks_mut(t).zip(s_kl.par_chunks_mut(t));
+        let triples = s_sum
+            .par_chunks_mut(t)
+            .zip(m_l.par_chunks_mut(t))
+            .zip(s_kl.par_chunks_mut(t));
         match mse {
-            Some(mse) => pairs
+            Some(mse) => triples
                 .zip(mse.par_chunks_mut(t))
                 .enumerate()
-                .for_each(|(i, ((a, b), c))| self.chunk(rows(i), a, b, Some(c))),
-            None => pairs
+                .for_each(|(i, (((a, l), b), e))| self.chunk(rows(i), outs(a, l, b, Some(e)))),
+            None => triples
                 .enumerate()
-                .for_each(|(i, (a, b))| self.chunk(rows(i), a, b, None)),
+                .for_each(|(i, ((a, l), b))| self.chunk(rows(i), outs(a, l, b, None))),
         }
     }
 
     /// Scores `x`, allocating the outputs.
     pub fn score(&self, x: ArrayView2<f32>, with_mse: bool) -> RawScores {
         let n = x.nrows();
-        let (mut s_sum, mut s_kl) = (vec![0.0; n], vec![0.0; n]);
+        let (mut s_sum, mut m_l, mut s_kl) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
         let mut mse = with_mse.then(|| vec![0.0; n]);
         self.score_into(
             x,
             ScoreOut {
                 s_sum: &mut s_sum,
+                m_l: &mut m_l,
                 s_kl: &mut s_kl,
                 mse: mse.as_deref_mut(),
             },
         );
-        RawScores { s_sum, s_kl, mse }
+        RawScores {
+            s_sum,
+            m_l,
+            s_kl,
+            mse,
+        }
     }
 
     /// One chunk of at most [`CHUNK`] rows on the calling thread.
-    fn chunk(
-        &self,
-        x: ArrayView2<f32>,
-        s_sum: &mut [f32],
-        s_kl: &mut [f32],
-        mse: Option<&mut [f32]>,
-    ) {
+    fn chunk(&self, x: ArrayView2<f32>, out: ScoreOut<'_>) {
         SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
-            self.chunk_with(&mut scratch, x, s_sum, s_kl, mse);
+            self.chunk_with(&mut scratch, x, out);
         });
     }
 
-    fn chunk_with(
-        &self,
-        s: &mut Scratch,
-        x: ArrayView2<f32>,
-        s_sum: &mut [f32],
-        s_kl: &mut [f32],
-        mse: Option<&mut [f32]>,
-    ) {
+    fn chunk_with(&self, s: &mut Scratch, x: ArrayView2<f32>, out: ScoreOut<'_>) {
+        let ScoreOut {
+            s_sum,
+            m_l,
+            s_kl,
+            mse,
+        } = out;
         let (n, d) = x.dim();
         let (hs, zs, ms) = (
             self.enc1.out_padded(),
@@ -255,10 +283,15 @@ impl Scorer {
         matmul(&s.h1, hs, n, &self.enc2, &mut s.z, zs, false);
         matmul(&s.z, zs, n, &self.address, &mut s.logits, ms, false);
         let m = self.address.out_dim();
-        for (r, (a, b)) in s_sum.iter_mut().zip(s_kl.iter_mut()).enumerate() {
+        for (r, ((a, l), b)) in s_sum
+            .iter_mut()
+            .zip(m_l.iter_mut())
+            .zip(s_kl.iter_mut())
+            .enumerate()
+        {
             let logits = &mut s.logits[r * ms..r * ms + m];
             let w_hat = &mut s.w_hat[r * ms..r * ms + m];
-            (*a, *b) = attend_row(logits, w_hat, &self.attend);
+            (*a, *l, *b) = attend_row(logits, w_hat, &self.attend);
         }
         let Some(mse) = mse else { return };
         let (rs, ds, xs) = (
@@ -328,6 +361,7 @@ mod tests {
                 let got = scorer.score(x.view(), true);
                 let tag = format!("d={d} rows={rows}");
                 close(&got.s_sum, &want.s_sum, 1e-5, &format!("s_sum {tag}"));
+                close(&got.m_l, &want.m_l, 1e-5, &format!("m_l {tag}"));
                 close(&got.s_kl, &want.s_kl, 1e-4, &format!("s_kl {tag}"));
                 close(
                     got.mse.as_ref().unwrap(),
