@@ -88,6 +88,46 @@ impl PackedLinear {
     }
 }
 
+/// The six products of a network, packed: encoder, addressing `z M^T`, read-out `w^ M`,
+/// decoder. Scoring packs them once per model, training once per step (into the same
+/// buffers).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PackedNetwork {
+    /// Encoder layer 1.
+    pub enc1: PackedLinear,
+    /// Encoder layer 2.
+    pub enc2: PackedLinear,
+    /// `z M^T`: the memory as a linear layer from latent to items.
+    pub address: PackedLinear,
+    /// `w^ M`: the memory transposed, from items to latent.
+    pub read: PackedLinear,
+    /// Decoder layer 1.
+    pub dec1: PackedLinear,
+    /// Decoder layer 2.
+    pub dec2: PackedLinear,
+}
+
+impl PackedNetwork {
+    /// Packs `w` into these buffers, reusing their allocations.
+    pub fn pack_into(&mut self, w: &crate::network::Weights<f32>) {
+        self.enc1.pack_into(w.enc1.view());
+        self.enc2.pack_into(w.enc2.view());
+        self.address.pack_into(w.memory.view());
+        self.read.pack_into(w.memory.t());
+        self.dec1.pack_into(w.dec1.view());
+        self.dec2.pack_into(w.dec2.view());
+    }
+
+    /// Multiply-adds per row of the matrix products: encoder and addressing, plus the
+    /// decoder when `with_decoder`. Twice this is the FLOP count of benchmark reports.
+    pub fn macs_per_row(&self, with_decoder: bool) -> usize {
+        let mac = |l: &PackedLinear| l.in_dim() * l.out_dim();
+        let attention = mac(&self.enc1) + mac(&self.enc2) + mac(&self.address);
+        let decoder = mac(&self.read) + mac(&self.dec1) + mac(&self.dec2);
+        attention + if with_decoder { decoder } else { 0 }
+    }
+}
+
 /// Inner-dimension block: a panel slice of `KC x NR` floats (16 KiB) stays in L1 while a
 /// block of rows is multiplied with it; longer reductions accumulate block by block.
 pub const KC: usize = 256;
@@ -585,31 +625,18 @@ mod tests {
                 let ys = qp + 5;
                 let mut y = vec![f32::NAN; p * ys];
                 let (a_s, b_s) = (p, qp);
-                if par {
-                    par_matmul_tn(
-                        a.as_slice().unwrap(),
-                        a_s,
-                        p,
-                        b.as_slice().unwrap(),
-                        b_s,
-                        q,
-                        n,
-                        &mut y,
-                        ys,
-                    );
-                } else {
-                    matmul_tn(
-                        a.as_slice().unwrap(),
-                        a_s,
-                        p,
-                        b.as_slice().unwrap(),
-                        b_s,
-                        q,
-                        n,
-                        &mut y,
-                        ys,
-                    );
-                }
+                let product = if par { par_matmul_tn } else { matmul_tn };
+                product(
+                    a.as_slice().unwrap(),
+                    a_s,
+                    p,
+                    b.as_slice().unwrap(),
+                    b_s,
+                    q,
+                    n,
+                    &mut y,
+                    ys,
+                );
                 for r in 0..p {
                     for c in 0..qp {
                         let (got, exp) = (y[r * ys + c], want[[r, c]]);

@@ -14,7 +14,7 @@ use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 use super::attend::{AttendParams, attend_row};
-use super::packed::{PackedLinear, matmul};
+use super::packed::{PackedNetwork, matmul};
 use crate::network::Weights;
 use crate::params::ModelParams;
 use crate::score::RawScores;
@@ -65,14 +65,7 @@ pub struct Prescale {
 /// A model's network prepared for scoring.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scorer {
-    enc1: PackedLinear,
-    enc2: PackedLinear,
-    /// `z M^T`: the memory as a linear layer from latent to items.
-    address: PackedLinear,
-    /// `w^ M`: the memory transposed, from items to latent.
-    read: PackedLinear,
-    dec1: PackedLinear,
-    dec2: PackedLinear,
+    net: PackedNetwork,
     attend: AttendParams,
     prescale: Option<Prescale>,
 }
@@ -117,13 +110,10 @@ thread_local! {
 impl Scorer {
     /// Packs the weights of a network with architecture `p`.
     pub fn new(w: &Weights<f32>, p: &ModelParams) -> Self {
+        let mut net = PackedNetwork::default();
+        net.pack_into(w);
         Scorer {
-            enc1: PackedLinear::pack(w.enc1.view()),
-            enc2: PackedLinear::pack(w.enc2.view()),
-            address: PackedLinear::pack(w.memory.view()),
-            read: PackedLinear::pack(w.memory.t()),
-            dec1: PackedLinear::pack(w.dec1.view()),
-            dec2: PackedLinear::pack(w.dec2.view()),
+            net,
             attend: AttendParams {
                 k: p.memory_normal,
                 guard: p.log_guard as f32,
@@ -142,16 +132,13 @@ impl Scorer {
 
     /// Input features per row.
     pub fn input_dim(&self) -> usize {
-        self.enc1.in_dim()
+        self.net.enc1.in_dim()
     }
 
     /// Multiply-adds per row of the matrix products: encoder and addressing, plus the
     /// decoder when `with_mse`. Twice this is the FLOP count used in benchmark reports.
     pub fn macs_per_row(&self, with_mse: bool) -> usize {
-        let mac = |l: &PackedLinear| l.in_dim() * l.out_dim();
-        let attention = mac(&self.enc1) + mac(&self.enc2) + mac(&self.address);
-        let decoder = mac(&self.read) + mac(&self.dec1) + mac(&self.dec2);
-        attention + if with_mse { decoder } else { 0 }
+        self.net.macs_per_row(with_mse)
     }
 
     /// Scores `x` (one row per record, [`Scorer::input_dim`] columns) into `out`.
@@ -245,9 +232,9 @@ impl Scorer {
         } = out;
         let (n, d) = x.dim();
         let (hs, zs, ms) = (
-            self.enc1.out_padded(),
-            self.enc2.out_padded(),
-            self.address.out_padded(),
+            self.net.enc1.out_padded(),
+            self.net.enc2.out_padded(),
+            self.net.address.out_padded(),
         );
         grow(&mut s.h1, n * hs);
         grow(&mut s.z, n * zs);
@@ -279,10 +266,10 @@ impl Scorer {
                 &s.x[..n * d]
             }
         };
-        matmul(xin, d, n, &self.enc1, &mut s.h1, hs, true);
-        matmul(&s.h1, hs, n, &self.enc2, &mut s.z, zs, false);
-        matmul(&s.z, zs, n, &self.address, &mut s.logits, ms, false);
-        let m = self.address.out_dim();
+        matmul(xin, d, n, &self.net.enc1, &mut s.h1, hs, true);
+        matmul(&s.h1, hs, n, &self.net.enc2, &mut s.z, zs, false);
+        matmul(&s.z, zs, n, &self.net.address, &mut s.logits, ms, false);
+        let m = self.net.address.out_dim();
         for (r, ((a, l), b)) in s_sum
             .iter_mut()
             .zip(m_l.iter_mut())
@@ -295,16 +282,16 @@ impl Scorer {
         }
         let Some(mse) = mse else { return };
         let (rs, ds, xs) = (
-            self.read.out_padded(),
-            self.dec1.out_padded(),
-            self.dec2.out_padded(),
+            self.net.read.out_padded(),
+            self.net.dec1.out_padded(),
+            self.net.dec2.out_padded(),
         );
         grow(&mut s.z_hat, n * rs);
         grow(&mut s.h3, n * ds);
         grow(&mut s.x_hat, n * xs);
-        matmul(&s.w_hat, ms, n, &self.read, &mut s.z_hat, rs, false);
-        matmul(&s.z_hat, rs, n, &self.dec1, &mut s.h3, ds, true);
-        matmul(&s.h3, ds, n, &self.dec2, &mut s.x_hat, xs, false);
+        matmul(&s.w_hat, ms, n, &self.net.read, &mut s.z_hat, rs, false);
+        matmul(&s.z_hat, rs, n, &self.net.dec1, &mut s.h3, ds, true);
+        matmul(&s.h3, ds, n, &self.net.dec2, &mut s.x_hat, xs, false);
         for (r, out) in mse.iter_mut().enumerate() {
             let row = &xin[r * d..r * d + d];
             let rec = &s.x_hat[r * xs..r * xs + d];

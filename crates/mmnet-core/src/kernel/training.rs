@@ -21,7 +21,7 @@
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
-use super::packed::{NR, PackedLinear, matmul, matmul_tn};
+use super::packed::{NR, PackedLinear, PackedNetwork, matmul, matmul_tn};
 use crate::loss::{LossParts, kl_loss_backward, mask_loss_backward, rec_loss_grad};
 use crate::network::Weights;
 use crate::params::{MaskStrategy, ModelParams};
@@ -35,14 +35,7 @@ const MIN_SHARD_ROWS: usize = 64;
 /// products `dx = dy W` (`W^T`).
 #[derive(Debug, Default)]
 struct Packed {
-    enc1: PackedLinear,
-    enc2: PackedLinear,
-    /// `z M^T`.
-    address: PackedLinear,
-    /// `w^ M`.
-    read: PackedLinear,
-    dec1: PackedLinear,
-    dec2: PackedLinear,
+    net: PackedNetwork,
     enc2_t: PackedLinear,
     dec1_t: PackedLinear,
     dec2_t: PackedLinear,
@@ -138,12 +131,7 @@ fn gemm_tn(
 
 impl Packed {
     fn pack(&mut self, wt: &Weights<f32>) {
-        self.enc1.pack_into(wt.enc1.view());
-        self.enc2.pack_into(wt.enc2.view());
-        self.address.pack_into(wt.memory.view());
-        self.read.pack_into(wt.memory.t());
-        self.dec1.pack_into(wt.dec1.view());
-        self.dec2.pack_into(wt.dec2.view());
+        self.net.pack_into(wt);
         self.enc2_t.pack_into(wt.enc2.t());
         self.dec1_t.pack_into(wt.dec1.t());
         self.dec2_t.pack_into(wt.dec2.t());
@@ -244,14 +232,14 @@ impl Shard {
             p.memory_normal,
         );
         let (hs, zs, ms) = (
-            pk.enc1.out_padded(),
-            pk.enc2.out_padded(),
-            pk.address.out_padded(),
+            pk.net.enc1.out_padded(),
+            pk.net.enc2.out_padded(),
+            pk.net.address.out_padded(),
         );
         let (rs, ds, xs) = (
-            pk.read.out_padded(),
-            pk.dec1.out_padded(),
-            pk.dec2.out_padded(),
+            pk.net.read.out_padded(),
+            pk.net.dec1.out_padded(),
+            pk.net.dec2.out_padded(),
         );
         let (dh3s, dzhs, dh1s) = (
             pk.dec2_t.out_padded(),
@@ -290,9 +278,9 @@ impl Shard {
         let x: &[f32] = &s.x;
 
         // Forward.
-        matmul(x, xp, n, &pk.enc1, &mut s.h1, hs, true);
-        matmul(&s.h1, hs, n, &pk.enc2, &mut s.z, zs, false);
-        matmul(&s.z, zs, n, &pk.address, &mut s.w, ms, false);
+        matmul(x, xp, n, &pk.net.enc1, &mut s.h1, hs, true);
+        matmul(&s.h1, hs, n, &pk.net.enc2, &mut s.z, zs, false);
+        matmul(&s.z, zs, n, &pk.net.address, &mut s.w, ms, false);
         let hard = p.mask == MaskStrategy::Hard;
         let (guard, mut mask_sum, mut log_sum) = (p.log_guard as f32, 0.0f64, 0.0f64);
         for (r, &lab) in labeled.iter().enumerate() {
@@ -314,9 +302,9 @@ impl Shard {
                 p.shrink_eps,
             );
         }
-        matmul(&s.w_hat, ms, n, &pk.read, &mut s.z_hat, rs, false);
-        matmul(&s.z_hat, rs, n, &pk.dec1, &mut s.h3, ds, true);
-        matmul(&s.h3, ds, n, &pk.dec2, &mut s.x_hat, xs, false);
+        matmul(&s.w_hat, ms, n, &pk.net.read, &mut s.z_hat, rs, false);
+        matmul(&s.z_hat, rs, n, &pk.net.dec1, &mut s.h3, ds, true);
+        matmul(&s.h3, ds, n, &pk.net.dec2, &mut s.x_hat, xs, false);
         // L_rec (eq. 12) and its gradient in one pass over the rows.
         let mut rec_sum = 0.0f64;
         for r in 0..n {
@@ -365,7 +353,15 @@ impl Shard {
         );
         matmul(&s.dh3, dh3s, n, &pk.dec1_t, &mut s.dz_hat, dzhs, false);
         // Read-out z^ = w^ M.
-        matmul(&s.dz_hat, dzhs, n, &pk.address, &mut s.dw_hat, ms, false);
+        matmul(
+            &s.dz_hat,
+            dzhs,
+            n,
+            &pk.net.address,
+            &mut s.dw_hat,
+            ms,
+            false,
+        );
         gemm_tn(
             &s.w_hat,
             ms,
@@ -407,7 +403,7 @@ impl Shard {
             );
         }
         // Addressing d = z M^T.
-        matmul(&s.dd, m, n, &pk.read, &mut s.dz, rs, false);
+        matmul(&s.dd, m, n, &pk.net.read, &mut s.dz, rs, false);
         gemm_tn(
             &s.dd,
             m,
