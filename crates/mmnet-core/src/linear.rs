@@ -40,7 +40,7 @@ pub fn relu_inplace<F: Real>(a: &mut Array2<F>) {
 
 /// Backward of ReLU given its *output* `h` (h > 0 exactly where the input was > 0):
 /// zeroes `dh` where the unit was inactive.
-pub fn relu_backward_inplace<F: Real>(h: ArrayView2<F>, dh: &mut Array2<F>) {
+pub fn relu_backward_inplace<F: Real>(h: ArrayView2<F>, dh: ArrayViewMut2<F>) {
     Zip::from(dh).and(&h).for_each(|d, &hv| {
         if hv <= F::zero() {
             *d = F::zero();

@@ -56,6 +56,16 @@ pub fn rec_loss_grad<F: Real>(e: F, labeled: bool, margin: f64) -> F {
     }
 }
 
+/// `g_i / e_i`, the factor of `x^_i - x_i` in dL_rec/dx^ (zero where e_i = 0).
+#[inline]
+pub fn rec_grad_scale<F: Real>(e: F, labeled: bool, margin: f64) -> F {
+    if e > F::zero() {
+        rec_loss_grad(e, labeled, margin) / e
+    } else {
+        F::zero()
+    }
+}
+
 /// dL_rec/dx^ for the whole batch: `g_i (x^_i - x_i) / e_i` (zero where e_i = 0).
 pub fn rec_loss_backward<F: Real>(
     x: ArrayView2<F>,
@@ -66,8 +76,7 @@ pub fn rec_loss_backward<F: Real>(
 ) -> Array2<F> {
     let mut d = &x_hat - &x;
     for ((mut row, &e), &l) in d.axis_iter_mut(Axis(0)).zip(err).zip(labeled) {
-        let g = rec_loss_grad(e, l, margin);
-        let s = if e > F::zero() { g / e } else { F::zero() };
+        let s = rec_grad_scale(e, l, margin);
         row.mapv_inplace(|v| v * s);
     }
     d
@@ -79,25 +88,23 @@ pub fn mask_loss<F: Real>(w: ArrayView2<F>, labeled: &[bool], k: usize) -> F {
     w.rows()
         .into_iter()
         .zip(labeled)
-        .map(|(row, &l)| {
-            if l {
-                row.slice(ndarray::s![..k]).sum()
-            } else {
-                row.slice(ndarray::s![k..]).sum()
-            }
-        })
+        .map(|(row, &l)| row.slice(ndarray::s![foreign_part(l, k, row.len())]).sum())
         .sum()
+}
+
+/// The memory items a row must not address (L_mask's support, hard masking's -inf): M_l
+/// (items `k..m`) for an unlabeled row, M_u (items `..k`) for a labeled one.
+pub fn foreign_part(labeled: bool, k: usize, m: usize) -> std::ops::Range<usize> {
+    if labeled { 0..k } else { k..m }
 }
 
 /// Adds `scale * dL_mask/dw` to `dw`.
 pub fn mask_loss_backward<F: Real>(mut dw: ArrayViewMut2<F>, labeled: &[bool], k: usize, scale: F) {
     for (mut row, &l) in dw.axis_iter_mut(Axis(0)).zip(labeled) {
-        let part = if l {
-            row.slice_mut(ndarray::s![..k])
-        } else {
-            row.slice_mut(ndarray::s![k..])
-        };
-        part.into_iter().for_each(|v| *v += scale);
+        let part = foreign_part(l, k, row.len());
+        row.slice_mut(ndarray::s![part])
+            .into_iter()
+            .for_each(|v| *v += scale);
     }
 }
 

@@ -10,7 +10,7 @@ use crate::linear::{
     linear_backward, linear_backward_weight, linear_forward, relu_backward_inplace, relu_inplace,
 };
 use crate::loss::{
-    LossParts, kl_loss, kl_loss_backward, mask_loss, mask_loss_backward, rec_loss,
+    LossParts, foreign_part, kl_loss, kl_loss_backward, mask_loss, mask_loss_backward, rec_loss,
     rec_loss_backward, reconstruction_error,
 };
 use crate::params::{MaskStrategy, ModelParams};
@@ -147,11 +147,6 @@ pub struct Forward<F> {
     pub err: Vec<F>,
 }
 
-/// Encoder and addressing only: the attention weights w (what S_sum and S_KL need).
-pub fn attention<F: Real>(w: &Weights<F>, x: ArrayView2<F>) -> (Array2<F>, Array2<F>, Array2<F>) {
-    addressing(w, x, None)
-}
-
 /// Encoder and addressing. With `hard = Some((labeled, k))` row i addresses only its own
 /// part of the memory (items k.. when `labeled[i]`, else ..k): the other part's logits
 /// become -inf before the softmax, so its weights are exactly 0 and so is their gradient.
@@ -166,12 +161,10 @@ fn addressing<F: Real>(
     let mut att = linear_forward(z.view(), w.memory.view());
     if let Some((labeled, k)) = hard {
         for (mut row, &lab) in att.axis_iter_mut(ndarray::Axis(0)).zip(labeled) {
-            let other = if lab {
-                row.slice_mut(ndarray::s![..k])
-            } else {
-                row.slice_mut(ndarray::s![k..])
-            };
-            other.into_iter().for_each(|v| *v = F::neg_infinity());
+            let other = foreign_part(lab, k, row.len());
+            row.slice_mut(ndarray::s![other])
+                .into_iter()
+                .for_each(|v| *v = F::neg_infinity());
         }
     }
     softmax_inplace(&mut att);
@@ -245,7 +238,7 @@ pub fn backward<F: Real>(
     // Decoder.
     let dx_hat = rec_loss_backward(x, fw.x_hat.view(), &fw.err, labeled, p.margin);
     let mut dh3 = linear_backward(fw.h3.view(), w.dec2.view(), dx_hat.view(), &mut grads.dec2);
-    relu_backward_inplace(fw.h3.view(), &mut dh3);
+    relu_backward_inplace(fw.h3.view(), dh3.view_mut());
     let dz_hat = linear_backward(fw.z_hat.view(), w.dec1.view(), dh3.view(), &mut grads.dec1);
     // Read-out z^ = w^ M.
     let dw_hat = dz_hat.dot(&w.memory.t());
@@ -276,7 +269,7 @@ pub fn backward<F: Real>(
     let dz = linear_backward(fw.z.view(), w.memory.view(), dd.view(), &mut grads.memory);
     // Encoder.
     let mut dh1 = linear_backward(fw.h1.view(), w.enc2.view(), dz.view(), &mut grads.enc2);
-    relu_backward_inplace(fw.h1.view(), &mut dh1);
+    relu_backward_inplace(fw.h1.view(), dh1.view_mut());
     linear_backward_weight(x, dh1.view(), &mut grads.enc1);
 }
 

@@ -9,7 +9,7 @@
 //! compression; docs/ACCURACY.md). Which features are compressed is decided from the
 //! training rows alone (sample skewness > [`SKEW_LIMIT`]) and stored with the model.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
@@ -163,23 +163,15 @@ impl MinMaxScaler {
         self.min.len()
     }
 
-    /// Scales `x` in place.
+    /// Scales `x` in place (row by row, as the scoring kernel does: [`Self::prescale`]).
     pub fn transform_inplace(&self, mut x: ArrayViewMut2<f32>) {
-        let (lo, scale) = self.offsets();
+        let p = self.prescale();
         for mut row in x.axis_iter_mut(Axis(0)) {
-            for (v, c) in row.iter_mut().zip(&self.log_compress) {
-                if let Some(c) = c {
-                    *v = c.apply(*v);
-                }
-            }
-            Zip::from(&mut row)
-                .and(&lo[..])
-                .and(&scale[..])
-                .for_each(|v, &l, &s| *v = (*v - l) * s);
+            p.apply_row(row.iter_mut());
         }
     }
 
-    /// The same transform in the form the scoring kernel applies while it reads rows.
+    /// The transform in the form applied row by row (also while the scoring kernel reads rows).
     pub fn prescale(&self) -> crate::kernel::Prescale {
         let (lo, scale) = self.offsets();
         crate::kernel::Prescale {

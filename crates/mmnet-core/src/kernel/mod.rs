@@ -12,4 +12,11 @@ pub mod peak;
 pub mod scorer;
 pub mod training;
 
+/// Grows a scratch buffer to at least `len` (never shrinks: steady state allocates nothing).
+pub(crate) fn grow(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+}
+
 pub use scorer::{CHUNK, PARALLEL_FROM, Prescale, ScoreOut, Scorer};

@@ -14,6 +14,7 @@ use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 use super::attend::{AttendParams, attend_row};
+use super::grow;
 use super::packed::{PackedNetwork, matmul};
 use crate::network::Weights;
 use crate::params::ModelParams;
@@ -50,8 +51,9 @@ pub struct ScoreOut<'a> {
     pub mse: Option<&'a mut [f32]>,
 }
 
-/// Optional input scaling applied while a chunk is copied into scratch: per feature
-/// `v -> ln-compress (if any) -> (v - lo) * scale` (the model's `MinMaxScaler`).
+/// The model's input scaling (`MinMaxScaler`) in the form applied row by row: per feature
+/// `v -> ln-compress (if any) -> (v - lo) * scale`. The scorer applies it while a chunk is
+/// copied into scratch; `MinMaxScaler::transform` applies it to whole arrays.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prescale {
     /// Per feature: applied first when present.
@@ -60,6 +62,25 @@ pub struct Prescale {
     pub lo: Vec<f32>,
     /// Per feature multiplier.
     pub scale: Vec<f32>,
+}
+
+impl Prescale {
+    /// Scales one row (one value per feature) in place.
+    #[inline]
+    pub fn apply_row<'a>(&self, row: impl IntoIterator<Item = &'a mut f32>) {
+        for (((v, c), &lo), &scale) in row
+            .into_iter()
+            .zip(&self.compress)
+            .zip(&self.lo)
+            .zip(&self.scale)
+        {
+            let t = match c {
+                Some(c) => c.apply(*v),
+                None => *v,
+            };
+            *v = (t - lo) * scale;
+        }
+    }
 }
 
 /// A model's network prepared for scoring.
@@ -81,12 +102,6 @@ struct Scratch {
     z_hat: Vec<f32>,
     h3: Vec<f32>,
     x_hat: Vec<f32>,
-}
-
-fn grow(v: &mut Vec<f32>, len: usize) {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
 }
 
 fn outs<'a>(
@@ -254,13 +269,7 @@ impl Scorer {
                         *o = v;
                     }
                     if let Some(p) = &self.prescale {
-                        for (j, o) in dst.iter_mut().enumerate() {
-                            let v = match p.compress[j] {
-                                Some(c) => c.apply(*o),
-                                None => *o,
-                            };
-                            *o = (v - p.lo[j]) * p.scale[j];
-                        }
+                        p.apply_row(dst.iter_mut());
                     }
                 }
                 &s.x[..n * d]

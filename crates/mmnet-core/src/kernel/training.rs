@@ -21,8 +21,13 @@
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
+use super::grow;
 use super::packed::{NR, PackedLinear, PackedNetwork, matmul, matmul_tn};
-use crate::loss::{LossParts, kl_loss_backward, mask_loss_backward, rec_loss_grad};
+use crate::linear::relu_backward_inplace;
+use crate::loss::{
+    LossParts, foreign_part, kl_loss, kl_loss_backward, mask_loss, mask_loss_backward,
+    rec_grad_scale, rec_loss,
+};
 use crate::network::Weights;
 use crate::params::{MaskStrategy, ModelParams};
 use crate::shrink::{shrink_backward_row, shrink_row};
@@ -73,12 +78,6 @@ pub struct StepScratch {
     shards: Vec<Shard>,
 }
 
-fn grow(v: &mut Vec<f32>, len: usize) {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-}
-
 /// `rows x cols` view of a row-major buffer with row stride `stride`.
 fn view(buf: &[f32], rows: usize, cols: usize, stride: usize) -> ArrayView2<'_, f32> {
     let len = if rows == 0 {
@@ -90,16 +89,15 @@ fn view(buf: &[f32], rows: usize, cols: usize, stride: usize) -> ArrayView2<'_, 
         .expect("scratch buffers are sized for their views")
 }
 
-/// Zeroes `d` wherever the ReLU output `h` was not positive (both `rows x cols`).
-fn relu_mask(d: &mut [f32], ds: usize, h: &[f32], hs: usize, rows: usize, cols: usize) {
-    for r in 0..rows {
-        let (dr, hr) = (&mut d[r * ds..r * ds + cols], &h[r * hs..r * hs + cols]);
-        for (dv, &hv) in dr.iter_mut().zip(hr) {
-            if hv <= 0.0 {
-                *dv = 0.0;
-            }
-        }
-    }
+/// `rows x cols` mutable view of a row-major buffer with row stride `stride`.
+fn view_mut(buf: &mut [f32], rows: usize, cols: usize, stride: usize) -> ArrayViewMut2<'_, f32> {
+    let len = if rows == 0 {
+        0
+    } else {
+        (rows - 1) * stride + cols
+    };
+    ArrayViewMut2::from_shape((rows, cols).strides((stride, 1)), &mut buf[..len])
+        .expect("scratch buffers are sized for their views")
 }
 
 /// `out = a^T b` (or `out += a^T b`): `a` is `n x p`, `b` is `n x q`, both row-major with
@@ -282,18 +280,18 @@ impl Shard {
         matmul(&s.h1, hs, n, &pk.net.enc2, &mut s.z, zs, false);
         matmul(&s.z, zs, n, &pk.net.address, &mut s.w, ms, false);
         let hard = p.mask == MaskStrategy::Hard;
-        let (guard, mut mask_sum, mut log_sum) = (p.log_guard as f32, 0.0f64, 0.0f64);
+        let (mut mask_sum, mut log_sum) = (0.0f64, 0.0f64);
         for (r, &lab) in labeled.iter().enumerate() {
             let row = &mut s.w[r * ms..r * ms + m];
             if hard {
-                let other = if lab { &mut row[..k] } else { &mut row[k..] };
-                other.fill(f32::NEG_INFINITY);
+                row[foreign_part(lab, k, m)].fill(f32::NEG_INFINITY);
             }
             softmax_row_inplace(ArrayViewMut1::from(&mut *row));
-            // L_mask and L_KL's sum here, while the row is in cache (as `mask_loss`, `kl_loss`).
-            let other = if lab { &row[..k] } else { &row[k..] };
-            mask_sum += other.iter().sum::<f32>() as f64;
-            log_sum += row.iter().map(|&v| (v + guard).ln()).sum::<f32>() as f64;
+            // L_mask and L_KL's sums of this row while it is in cache; `kl_loss` divides by
+            // the rows it is given (one), the batch's 1/B is applied below.
+            let one = view(row, 1, m, m);
+            mask_sum += mask_loss(one, &labeled[r..=r], k) as f64;
+            log_sum += kl_loss(one, p.log_guard) as f64;
             let out = ArrayViewMut1::from(&mut s.w_hat[r * ms..r * ms + m]);
             s.norm[r] = shrink_row(
                 ArrayView1::from(&*row),
@@ -315,9 +313,8 @@ impl Shard {
                 .map(|(&u, &v)| (v - u) * (v - u))
                 .sum::<f32>()
                 .sqrt();
-            rec_sum += crate::loss::rec_loss(&[e], &labeled[r..=r], p.margin) as f64;
-            let g = rec_loss_grad(e, labeled[r], p.margin);
-            let scale = if e > 0.0 { g / e } else { 0.0 };
+            rec_sum += rec_loss(&[e], &labeled[r..=r], p.margin) as f64;
+            let scale = rec_grad_scale(e, labeled[r], p.margin);
             for ((o, &u), &v) in s.dx_hat[r * d..r * d + d].iter_mut().zip(a).zip(b) {
                 *o = (v - u) * scale;
             }
@@ -338,7 +335,7 @@ impl Shard {
             false,
         );
         matmul(&s.dx_hat, d, n, &pk.dec2_t, &mut s.dh3, dh3s, false);
-        relu_mask(&mut s.dh3, dh3s, &s.h3, ds, n, h);
+        relu_backward_inplace(view(&s.h3, n, h, ds), view_mut(&mut s.dh3, n, h, dh3s));
         gemm_tn(
             &s.dh3,
             dh3s,
@@ -391,11 +388,13 @@ impl Shard {
                 p.shrink_eps,
             );
             let lab = &labeled[r..=r];
-            {
-                let mut row = ArrayViewMut2::from_shape((1, m), &mut *dw).expect("one row");
-                mask_loss_backward(row.view_mut(), lab, k, lambda_mask);
-                kl_loss_backward(row, view(&s.w[r * ms..], 1, m, ms), p.log_guard, kl_scale);
-            }
+            mask_loss_backward(view_mut(dw, 1, m, m), lab, k, lambda_mask);
+            kl_loss_backward(
+                view_mut(dw, 1, m, m),
+                view(&s.w[r * ms..], 1, m, ms),
+                p.log_guard,
+                kl_scale,
+            );
             softmax_backward_row(
                 w,
                 ArrayView1::from(&*dw),
@@ -418,7 +417,7 @@ impl Shard {
         );
         // Encoder.
         matmul(&s.dz, rs, n, &pk.enc2_t, &mut s.dh1, dh1s, false);
-        relu_mask(&mut s.dh1, dh1s, &s.h1, hs, n, h);
+        relu_backward_inplace(view(&s.h1, n, h, hs), view_mut(&mut s.dh1, n, h, dh1s));
         gemm_tn(
             &s.dz,
             rs,
