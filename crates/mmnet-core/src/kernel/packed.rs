@@ -17,8 +17,9 @@
 //! reductions are cut into blocks of [`KC`] so the streamed panel stays in L1.
 //!
 //! Instruction sets are picked at run time (`is_x86_feature_detected!`), so one binary runs
-//! everywhere and still uses AVX2+FMA or AVX-512 where the CPU has them. The portable
-//! fallback is the same code compiled without those features.
+//! everywhere and still uses AVX2+FMA or AVX-512 where the CPU has them; elsewhere a plain
+//! scalar loop computes the same products (and is what the tests compare the others with).
+//! Threads split the work above this level (rows of a batch, shards of a training step).
 
 #![allow(unsafe_code)] // Only to call `#[target_feature]` functions after checking the CPU.
 
@@ -44,8 +45,8 @@ impl PackedLinear {
         p
     }
 
-    /// Packs `w` (`out x in`) into this buffer, reusing its allocation (training repacks
-    /// weights and activations every step). Reads `w` in memory order whether it is
+    /// Packs `w` (`out x in`) into this buffer, reusing its allocation (training repacks the
+    /// weights every step). Reads `w` in memory order whether it is
     /// row-major or a transposed view of a row-major matrix.
     pub fn pack_into(&mut self, w: ArrayView2<f32>) {
         let (out_dim, in_dim) = w.dim();
@@ -290,55 +291,6 @@ fn dispatch(ops: Operands<'_>, rows: usize, y: &mut [f32], ys: usize) {
         }
     }
     portable::rows(ops, rows, y, ys);
-}
-
-/// Rows split across rayon's threads when there are enough of them (training batches,
-/// weight gradients); small products stay on the calling thread.
-fn par_rows(rows: usize, y: &mut [f32], ys: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) {
-    use rayon::prelude::*;
-    let threads = rayon::current_num_threads();
-    if rows < 48 || threads == 1 {
-        return f(0, rows, y);
-    }
-    let block = rows.div_ceil(threads).next_multiple_of(6);
-    let end = (rows * ys).min(y.len());
-    y[..end]
-        .par_chunks_mut(block * ys)
-        .enumerate()
-        .for_each(|(i, yc)| f(i * block, block.min(rows - i * block), yc));
-}
-
-/// [`matmul`] with the rows split across threads.
-pub fn par_matmul(
-    x: &[f32],
-    xs: usize,
-    rows: usize,
-    w: &PackedLinear,
-    y: &mut [f32],
-    ys: usize,
-    relu: bool,
-) {
-    par_rows(rows, y, ys, |r0, n, yc| {
-        matmul(&x[r0 * xs..], xs, n, w, yc, ys, relu)
-    });
-}
-
-/// [`matmul_tn`] with the rows of the result (columns of `a`) split across threads.
-#[allow(clippy::too_many_arguments)]
-pub fn par_matmul_tn(
-    a: &[f32],
-    a_s: usize,
-    p: usize,
-    b: &[f32],
-    b_s: usize,
-    q: usize,
-    n: usize,
-    y: &mut [f32],
-    ys: usize,
-) {
-    par_rows(p, y, ys, |r0, rows, yc| {
-        matmul_tn(&a[r0..], a_s, rows, b, b_s, q, n, yc, ys)
-    });
 }
 
 /// The instruction set the products use on this CPU (for benchmark reports).
@@ -591,18 +543,10 @@ mod tests {
         assert_eq!(p, PackedLinear::pack(a.t().to_owned().view()));
         p.pack_into(a.view());
         assert_eq!(p, PackedLinear::pack(a.view()));
-        // par_matmul agrees with matmul on enough rows to be split.
-        let x = Array2::from_shape_fn((100, 37), |(i, j)| ((i + j) % 5) as f32);
-        let packed = PackedLinear::pack(a.t());
-        let ys = packed.out_padded();
-        let (mut one, mut par) = (vec![0.0; 100 * ys], vec![0.0; 100 * ys]);
-        matmul(x.as_slice().unwrap(), 37, 100, &packed, &mut one, ys, false);
-        par_matmul(x.as_slice().unwrap(), 37, 100, &packed, &mut par, ys, false);
-        assert_eq!(one, par);
     }
 
     /// `a^T b` against ndarray, with a reduction longer than [`KC`] (blocks accumulate),
-    /// widths that leave partial panels and row blocks, on one thread and split.
+    /// widths that leave partial panels and row blocks.
     #[test]
     fn transposed_product_matches_ndarray() {
         for (n, p, q) in [
@@ -621,12 +565,11 @@ mod tests {
                 }
             });
             let want = a.t().dot(&b);
-            for par in [false, true] {
+            {
                 let ys = qp + 5;
                 let mut y = vec![f32::NAN; p * ys];
                 let (a_s, b_s) = (p, qp);
-                let product = if par { par_matmul_tn } else { matmul_tn };
-                product(
+                matmul_tn(
                     a.as_slice().unwrap(),
                     a_s,
                     p,
@@ -729,7 +672,7 @@ mod tests {
             let packed = PackedLinear::pack(w.view());
             let ys = packed.out_padded();
             let mut y = vec![0.0; (rows - 1) * ys + ys];
-            par_matmul(x.as_slice().unwrap(), inp, rows, &packed, &mut y, ys, false);
+            matmul(x.as_slice().unwrap(), inp, rows, &packed, &mut y, ys, false);
             let want = reference(&x, &w, false);
             for r in 0..rows {
                 for o in 0..out {
@@ -741,7 +684,7 @@ mod tests {
             let qp = out.div_ceil(NR) * NR;
             let b = Array2::from_shape_fn((rows, qp), |(i, j)| if j < out { f(i, j + 7) } else { 0.0 });
             let mut t = vec![0.0; (inp - 1) * qp + qp];
-            par_matmul_tn(x.as_slice().unwrap(), inp, inp, b.as_slice().unwrap(), qp, out, rows, &mut t, qp);
+            matmul_tn(x.as_slice().unwrap(), inp, inp, b.as_slice().unwrap(), qp, out, rows, &mut t, qp);
             let want = x.t().dot(&b);
             for r in 0..inp {
                 for o in 0..out {
