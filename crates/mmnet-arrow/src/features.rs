@@ -67,16 +67,16 @@ pub fn check_feature_columns(path: &Path, schema: &Schema, names: &[String]) -> 
     Ok(idx)
 }
 
-/// Features of one batch (column-major, see [`arrays_to_features`]), and whether each row is complete (no null, no NaN,
-/// no infinity). Incomplete rows hold zeros and must not be reported as scored.
+/// Features of one batch (column-major, see [`arrays_to_features`]), and whether each row
+/// is complete (no null, no NaN, no infinity). Incomplete rows hold zeros where a value was
+/// missing and must not be reported as scored.
 pub fn batch_features(batch: &RecordBatch, columns: &[usize]) -> Result<(Array2<f32>, Vec<bool>)> {
     let arrays: Vec<&dyn Array> = columns.iter().map(|&c| batch.column(c).as_ref()).collect();
     arrays_to_features(&arrays, batch.num_rows())
 }
 
 /// Column-major (Fortran-order) f32 features from one array per feature (any numeric type,
-/// cast), and the
-/// completeness of each row (see [`batch_features`]).
+/// cast), and the completeness of each row (see [`batch_features`]).
 pub fn arrays_to_features(arrays: &[&dyn Array], rows: usize) -> Result<(Array2<f32>, Vec<bool>)> {
     let d = arrays.len();
     // Column-major: each feature column is copied into one contiguous run, the way Arrow

@@ -173,8 +173,6 @@ pub fn base_producer_config(brokers: &str) -> ClientConfig {
     c
 }
 
-/// Enqueues a record, waiting while librdkafka's queue is full (backpressure: the caller
-/// stops until the producer catches up). Other errors are returned as they are.
 /// Acknowledgements of one batch's records, counted in the producer's delivery callback.
 ///
 /// Why not a `DeliveryFuture` per record: each one is a oneshot channel, a boxed sender and a
@@ -255,14 +253,15 @@ impl ProducerContext for AckContext {
     }
 }
 
-/// Enqueues one record of a batch, waiting while librdkafka's queue is full (backpressure).
-pub async fn send_acked(
-    producer: &ThreadedProducer<AckContext>,
-    mut record: BaseRecord<'_, [u8], [u8], Arc<BatchAcks>>,
-) -> Result<(), KafkaError> {
+/// Sends `record` with `send`, waiting while librdkafka's queue is full (backpressure: the
+/// caller stops until the producer catches up). Other errors are returned as they are.
+async fn when_queued<R, T>(
+    mut record: R,
+    send: impl Fn(R) -> Result<T, (KafkaError, R)>,
+) -> Result<T, KafkaError> {
     loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
+        match send(record) {
+            Ok(t) => return Ok(t),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -272,24 +271,27 @@ pub async fn send_acked(
     }
 }
 
+/// Enqueues one record of a batch on the operator's producer ([`when_queued`]).
+// The large error is rdkafka's own: the record handed back for a retry.
+#[allow(clippy::result_large_err)]
+pub async fn send_acked(
+    producer: &ThreadedProducer<AckContext>,
+    record: BaseRecord<'_, [u8], [u8], Arc<BatchAcks>>,
+) -> Result<(), KafkaError> {
+    when_queued(record, |r| producer.send(r)).await
+}
+
+/// Enqueues a record on a future producer (`mmnet produce`; [`when_queued`]).
+#[allow(clippy::result_large_err)]
 pub async fn send_when_queued<K, P>(
     producer: &FutureProducer<LogContext>,
-    mut record: FutureRecord<'_, K, P>,
+    record: FutureRecord<'_, K, P>,
 ) -> Result<DeliveryFuture, KafkaError>
 where
     K: ToBytes + ?Sized,
     P: ToBytes + ?Sized,
 {
-    loop {
-        match producer.send_result(record) {
-            Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
+    when_queued(record, |r| producer.send_result(r)).await
 }
 
 fn apply<'a>(c: &mut ClientConfig, props: impl Iterator<Item = (&'a String, &'a String)>) {
