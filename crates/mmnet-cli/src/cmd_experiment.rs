@@ -109,7 +109,11 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         ))
     );
     let runs = a.runs;
-    let mut bar = TrainBar::new(fit_cfg.train.epochs, a.model.quiet, runs);
+    let mut bar = TrainBar::new(
+        fit_cfg.train.epochs,
+        a.model.quiet,
+        runs * fit_cfg.trainings(a.labeled),
+    );
     let report = mmnet_core::experiment::run_experiment(
         ds.x.view(),
         &ds.labels,

@@ -15,7 +15,7 @@ pub struct TrainBar {
 }
 
 impl TrainBar {
-    /// A bar over `epochs` epochs that follows `runs` trainings in a row (1 for `train`).
+    /// A bar over `epochs` epochs that follows `runs` trainings in a row.
     pub fn new(epochs: usize, quiet: bool, runs: usize) -> Self {
         let bar = if quiet {
             ProgressBar::hidden()
@@ -31,7 +31,7 @@ impl TrainBar {
         );
         let runs = (runs > 1).then_some((1, runs));
         if let Some((r, n)) = runs {
-            bar.set_prefix(format!("run {r}/{n} "));
+            bar.set_prefix(format!("training {r}/{n} "));
         }
         bar.enable_steady_tick(Duration::from_millis(500));
         TrainBar { bar, runs }
@@ -64,7 +64,7 @@ impl TrainObserver for TrainBar {
             && *r < *n
         {
             *r += 1;
-            self.bar.set_prefix(format!("run {r}/{n} "));
+            self.bar.set_prefix(format!("training {r}/{n} "));
             self.bar.set_position(0);
         }
     }

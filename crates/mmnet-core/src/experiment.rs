@@ -8,6 +8,7 @@ use crate::error::{CoreError, Result};
 use crate::metrics::{auc_roc, average_precision};
 use crate::protocol::{KnownType, ProtocolConfig, split};
 use crate::score::ScoreVariant;
+use crate::select::SelectionReport;
 use crate::train::{FitConfig, TrainData, TrainObserver, fit};
 
 /// AUC-ROC and AUC-PR of one score variant.
@@ -34,8 +35,12 @@ pub struct RunResult {
     pub test_anomalies: usize,
     /// Training wall time.
     pub train_seconds: f64,
-    /// Metrics of every variant.
+    /// Metrics of every variant, then `default`: the model's configured score (the one
+    /// chosen on the validation split when `fit` selects it).
     pub metrics: Vec<VariantMetrics>,
+    /// The validation split's measurements and choice, when the score was selected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<SelectionReport>,
 }
 
 /// Mean and standard deviation (population, as numpy's default) of a metric over runs.
@@ -79,6 +84,9 @@ pub struct ExperimentReport {
     /// Per-variant mean and std.
     pub summary: Vec<VariantSummary>,
 }
+
+/// Name of the metrics entry holding the model's configured score (`mmnet_score`).
+pub const DEFAULT: &str = "default";
 
 /// Seed of run `run` in an experiment starting at `base_seed`: used for the split and the
 /// training run alike, so exported splits are exactly the ones trained on.
@@ -132,7 +140,16 @@ pub fn run_experiment(
             &cfg,
             observer,
         )?;
-        let metrics = evaluate_variants(&model.score_all_variants(xt.view())?, &yt)?;
+        let mut metrics = evaluate_variants(&model.score_all_variants(xt.view())?, &yt)?;
+        let configured = metrics
+            .iter()
+            .find(|m| m.variant == model.score.variant.name())
+            .cloned()
+            .ok_or_else(|| CoreError::Internal("configured score not evaluated".into()))?;
+        metrics.push(VariantMetrics {
+            variant: DEFAULT.into(),
+            ..configured
+        });
         let r = RunResult {
             run,
             seed,
@@ -140,21 +157,24 @@ pub fn run_experiment(
             test_anomalies: yt.iter().filter(|&&b| b).count(),
             train_seconds: model.training.wall_seconds,
             metrics,
+            selection: model.score.selection.clone(),
         };
         on_run(&r);
         results.push(r);
     }
     let summary = ScoreVariant::ALL
         .iter()
-        .map(|v| {
+        .map(|v| v.name())
+        .chain([DEFAULT])
+        .map(|name| {
             let pick = |f: fn(&VariantMetrics) -> f64| -> Vec<f64> {
                 results
                     .iter()
-                    .filter_map(|r| r.metrics.iter().find(|m| m.variant == v.name()).map(f))
+                    .filter_map(|r| r.metrics.iter().find(|m| m.variant == name).map(f))
                     .collect()
             };
             VariantSummary {
-                variant: v.name().into(),
+                variant: name.into(),
                 auc_roc: MeanStd::of(&pick(|m| m.auc_roc)),
                 auc_pr: MeanStd::of(&pick(|m| m.auc_pr)),
             }

@@ -27,6 +27,7 @@ pub mod protocol;
 pub mod real;
 pub mod scaler;
 pub mod score;
+pub mod select;
 pub mod shrink;
 pub mod softmax;
 pub mod train;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::network::{Forward, Weights};
 use crate::params::ModelParams;
 use crate::real::Real;
+use crate::select::SelectionReport;
 
 /// Which score `mmnet_score` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -169,6 +170,9 @@ pub struct ScoreConfig {
     /// Training statistics for the `calibrated` variant (absent in models from before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// How `variant` was chosen on a validation split, when it was (see [`crate::select`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<SelectionReport>,
 }
 
 impl Default for ScoreConfig {
@@ -177,6 +181,7 @@ impl Default for ScoreConfig {
             variant: ScoreVariant::Combined,
             lambda: 0.1,
             calibration: None,
+            selection: None,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::network::Weights;
 use crate::params::{ModelParams, TrainParams};
 use crate::scaler::{MinMaxScaler, Scaling};
 use crate::score::{ScoreConfig, score_scaled};
+use crate::select::Selection;
 
 /// Training data: raw (unscaled) rows of D_u and D_l with the same feature columns.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +44,20 @@ pub struct FitConfig {
     pub scaling: Scaling,
     /// Quantile of D_u scores used as anomaly threshold. `None` = 0.99.
     pub threshold_quantile: Option<f64>,
+    /// Choose `mmnet_score` among candidates on a validation split of D_u and D_l (one
+    /// extra training run; see [`crate::select`]); `None` = use `score.variant` as given.
+    pub selection: Option<Selection>,
+}
+
+impl FitConfig {
+    /// Training runs `fit` makes with `labeled` rows in D_l: 2 when a score is selected on
+    /// a validation split, else 1 (for progress bars).
+    pub fn trainings(&self, labeled: usize) -> usize {
+        match &self.selection {
+            Some(s) if s.applies(labeled) => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Default threshold quantile (see [`Threshold`]).
@@ -150,12 +165,57 @@ pub fn train_step(
 }
 
 /// Trains a model. Deterministic for a given seed and data.
+///
+/// With `cfg.selection` (and enough labeled rows), a first model is trained on part of D_u
+/// and D_l, the score that best separates the held-out labeled anomalies from the held-out
+/// unlabeled rows becomes `mmnet_score`, and the returned model is trained on all of the
+/// data, exactly as it would be without selection (same seed, same weights).
 pub fn fit(
     data: TrainData<'_>,
     cfg: &FitConfig,
     observer: &mut dyn TrainObserver,
 ) -> Result<Model> {
     validate(&data, cfg)?;
+    let Some(sel) = cfg
+        .selection
+        .as_ref()
+        .filter(|s| s.applies(data.labeled.nrows()))
+    else {
+        return fit_once(data, cfg, observer);
+    };
+    sel.check()?;
+    let start = Instant::now();
+    let h = sel.split(data.unlabeled.nrows(), data.labeled.nrows(), cfg.train.seed);
+    let rows = |x: ArrayView2<f32>, idx: &[usize]| x.select(Axis(0), idx);
+    let (u_train, l_train) = (
+        rows(data.unlabeled, &h.u_train),
+        rows(data.labeled, &h.l_train),
+    );
+    let (u_val, l_val) = (rows(data.unlabeled, &h.u_val), rows(data.labeled, &h.l_val));
+    let probe = fit_once(
+        TrainData {
+            features: data.features,
+            unlabeled: u_train.view(),
+            labeled: l_train.view(),
+        },
+        cfg,
+        observer,
+    )?;
+    let report = sel.choose(&probe, u_val.view(), l_val.view())?;
+    let mut final_cfg = cfg.clone();
+    final_cfg.score.variant = report.chosen;
+    let mut model = fit_once(data, &final_cfg, observer)?;
+    model.score.selection = Some(report);
+    model.training.wall_seconds = start.elapsed().as_secs_f64();
+    Ok(model)
+}
+
+/// Trains one model on all of `data` with `cfg.score.variant` as the score.
+fn fit_once(
+    data: TrainData<'_>,
+    cfg: &FitConfig,
+    observer: &mut dyn TrainObserver,
+) -> Result<Model> {
     let start = Instant::now();
     let (mp, tp) = (&cfg.model, &cfg.train);
     let scaler = MinMaxScaler::fit(&[data.unlabeled, data.labeled], cfg.scaling)?;

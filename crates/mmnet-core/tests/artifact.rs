@@ -6,7 +6,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use mmnet_core::artifact::{self, MANIFEST_FILE, WEIGHTS_FILE, sha256_hex, weights_to_safetensors};
-use mmnet_core::{CoreError, FitConfig, Model, ModelParams, TrainData, TrainParams, fit};
+use mmnet_core::select::{CandidateResult, SelectionReport};
+use mmnet_core::{
+    CoreError, FitConfig, Model, ModelParams, ScoreVariant, TrainData, TrainParams, fit,
+};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -61,6 +64,24 @@ fn round_trip_preserves_everything() {
     assert!(m.scaler.log_compress.iter().any(Option::is_some));
     assert!(m.score.calibration.unwrap().logit_anomaly_mass.is_some());
     m.params.mask = mmnet_core::params::MaskStrategy::Hard;
+    // A score chosen on a validation split carries its measurements.
+    m.score.variant = ScoreVariant::Mse;
+    m.score.selection = Some(SelectionReport {
+        chosen: ScoreVariant::Mse,
+        validation: vec![
+            CandidateResult {
+                variant: ScoreVariant::Combined,
+                auc_roc: 0.81,
+                auc_pr: 0.42,
+            },
+            CandidateResult {
+                variant: ScoreVariant::Mse,
+                auc_roc: 0.93,
+                auc_pr: 0.6,
+            },
+        ],
+        validation_rows: [40, 3],
+    });
     let dir = tempfile::tempdir().unwrap();
     let manifest = artifact::save(&m, dir.path()).unwrap();
     assert_eq!(manifest.format_version, artifact::FORMAT_VERSION);

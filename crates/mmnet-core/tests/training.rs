@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use mmnet_core::metrics::auc_roc;
+use mmnet_core::select::Selection;
 use mmnet_core::{CoreError, FitConfig, ModelParams, ScoreVariant, TrainData, TrainParams, fit};
 use ndarray::{Array2, Axis, concatenate};
 use rand::{Rng, SeedableRng};
@@ -95,6 +96,64 @@ fn same_seed_same_model_other_seed_other_model() {
     assert_eq!(a.weights, b.weights);
     assert_eq!(a.threshold, b.threshold);
     assert_ne!(a.weights, c.weights);
+}
+
+/// `--score auto`: the score is chosen on held-out rows, and the returned model is the one
+/// trained on everything, exactly as without selection.
+#[test]
+fn selection_chooses_on_held_out_rows_and_keeps_the_full_model() {
+    let normal = blobs(600, 0.0, 1);
+    let contam = blobs(8, 3.0, 2);
+    let unlabeled = concatenate(Axis(0), &[normal.view(), contam.view()]).unwrap();
+    let labeled = blobs(30, 3.0, 3);
+    let f = features();
+    let data = TrainData {
+        features: &f,
+        unlabeled: unlabeled.view(),
+        labeled: labeled.view(),
+    };
+    let silent = &mut mmnet_core::train::Silent;
+    let plain = fit(data, &cfg(4, 5), silent).unwrap();
+    let mut with = cfg(4, 5);
+    with.selection = Some(Selection::default());
+    assert_eq!(with.trainings(30), 2);
+    let chosen = fit(data, &with, silent).unwrap();
+    // The same network: selection only decides what `mmnet_score` is.
+    assert_eq!(chosen.weights, plain.weights);
+    assert_eq!(chosen.score.calibration, plain.score.calibration);
+    let report = chosen.score.selection.clone().unwrap();
+    // A fifth of D_u and a third of D_l held out.
+    assert_eq!(report.validation_rows, [122, 10]);
+    // The chosen score is the candidate with the best validation AUC-ROC (then AUC-PR).
+    let val = |v: ScoreVariant| {
+        let c = report.validation.iter().find(|c| c.variant == v).unwrap();
+        (c.auc_roc, c.auc_pr)
+    };
+    let want = if val(ScoreVariant::Mse) > val(ScoreVariant::Combined) {
+        ScoreVariant::Mse
+    } else {
+        ScoreVariant::Combined
+    };
+    assert_eq!(report.chosen, want);
+    assert_eq!(chosen.score.variant, want);
+    // Held-out anomalies of the trained type are easy: the validation run saw it.
+    assert!(val(ScoreVariant::Combined).0 > 0.9, "{report:?}");
+    // The threshold is the chosen score's 99 % quantile over D_u.
+    let on_u = chosen.score(unlabeled.view(), false, None).unwrap();
+    let flagged = on_u.is_anomaly.iter().filter(|&&a| a).count();
+    assert!(
+        (5..=8).contains(&flagged),
+        "{flagged} of 608 above the threshold"
+    );
+    // Too few labeled rows to hold any out: no selection, the configured score.
+    let few = TrainData {
+        labeled: labeled.slice(ndarray::s![..8, ..]),
+        ..data
+    };
+    assert_eq!(with.trainings(8), 1);
+    let m = fit(few, &with, silent).unwrap();
+    assert!(m.score.selection.is_none());
+    assert_eq!(m.score.variant, ScoreVariant::Combined);
 }
 
 #[test]
