@@ -299,6 +299,57 @@ async fn null_and_non_finite_features_give_null_scores() {
     );
 }
 
+/// The UDF reuses one feature buffer per thread from batch to batch: a larger batch, then a
+/// smaller one with missing values, then a larger one again must each score only their own
+/// rows (no value left over from the batch before).
+#[tokio::test]
+async fn consecutive_batches_of_different_sizes_score_their_own_rows() {
+    let m = train(&["a", "b"], 6);
+    let ctx = SessionContext::new();
+    ModelRegistry::default()
+        .register(&ctx, "mmnet", m.clone())
+        .unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Float32, true),
+        Field::new("b", DataType::Float32, true),
+    ]));
+    let rows: [Vec<(Option<f32>, Option<f32>)>; 3] = [
+        (0..7).map(|i| (Some(9.0 + i as f32), Some(-3.0))).collect(),
+        vec![
+            (Some(0.5), None),
+            (Some(0.25), Some(0.75)),
+            (None, Some(1.0)),
+        ],
+        (0..6).map(|i| (Some(i as f32 * 0.1), Some(0.2))).collect(),
+    ];
+    let batches: Vec<RecordBatch> = rows
+        .iter()
+        .map(|r| {
+            let a = Float32Array::from(r.iter().map(|p| p.0).collect::<Vec<_>>());
+            let b = Float32Array::from(r.iter().map(|p| p.1).collect::<Vec<_>>());
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(a), Arc::new(b)]).unwrap()
+        })
+        .collect();
+    ctx.register_table(
+        "t",
+        Arc::new(MemTable::try_new(schema, vec![batches]).unwrap()),
+    )
+    .unwrap();
+    let got = floats(&ctx, "SELECT mmnet_score(*) FROM t").await;
+    let all: Vec<(Option<f32>, Option<f32>)> = rows.concat();
+    assert_eq!(got.len(), all.len());
+    for (i, (&(a, b), g)) in all.iter().zip(&got).enumerate() {
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                let x = Array2::from_shape_vec((1, 2), vec![a, b]).unwrap();
+                let want = m.score(x.view(), false, None).unwrap().score[0];
+                assert_eq!(*g, Some(want), "row {i}");
+            }
+            _ => assert_eq!(*g, None, "row {i}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn several_models_under_their_own_names() {
     let m1 = train(&["a", "b", "c"], 6);

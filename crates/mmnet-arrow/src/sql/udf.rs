@@ -18,7 +18,12 @@ use datafusion::logical_expr::{
 };
 use mmnet_core::Model;
 
-use crate::features::{arrays_to_features, is_numeric};
+use crate::features::{arrays_to_features_in, features_view, is_numeric};
+
+thread_local! {
+    /// Feature buffer of the batches this thread converts (see `arrays_to_features_in`).
+    static FEATURES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Which quantity a UDF returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,13 +171,19 @@ impl ScalarUDFImpl for ModelUdf {
             return exec_err!("{}(): wrong argument count {}", self.name, arrays.len());
         }
         let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-        let (x, valid) = arrays_to_features(&refs, rows)
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        let scored = self
-            .model
-            .model
-            .score(x.view(), false, None)
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let external = |e: Box<dyn std::error::Error + Send + Sync>| {
+            datafusion::error::DataFusionError::External(e)
+        };
+        let (scored, valid) = FEATURES.with_borrow_mut(|buf| {
+            let valid = arrays_to_features_in(&refs, rows, buf).map_err(|e| external(e.into()))?;
+            let x = features_view(buf, rows, refs.len());
+            let scored = self
+                .model
+                .model
+                .score(x, false, None)
+                .map_err(|e| external(e.into()))?;
+            Ok::<_, datafusion::error::DataFusionError>((scored, valid))
+        })?;
         let floats = |v: &[f32]| -> ArrayRef {
             Arc::new(
                 v.iter()
