@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, Float32Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float32Type, Float64Type, Schema};
 use arrow::record_batch::RecordBatch;
-use ndarray::{Array2, ArrayView2, ShapeBuilder};
+use ndarray::{Array2, ShapeBuilder};
 
 use crate::error::{Result, TableError};
 use crate::read::{DEFAULT_BATCH_ROWS, column_indices, open};
@@ -68,8 +68,8 @@ pub fn check_feature_columns(path: &Path, schema: &Schema, names: &[String]) -> 
 }
 
 /// Features of one batch (column-major, see [`arrays_to_features`]), and whether each row
-/// is complete (no null, no NaN, no infinity). Incomplete rows hold zeros where a value was
-/// missing and must not be reported as scored.
+/// is complete (no null, no NaN, no infinity). Incomplete rows hold zeros and must not be
+/// reported as scored.
 pub fn batch_features(batch: &RecordBatch, columns: &[usize]) -> Result<(Array2<f32>, Vec<bool>)> {
     let arrays: Vec<&dyn Array> = columns.iter().map(|&c| batch.column(c).as_ref()).collect();
     arrays_to_features(&arrays, batch.num_rows())
@@ -78,56 +78,47 @@ pub fn batch_features(batch: &RecordBatch, columns: &[usize]) -> Result<(Array2<
 /// Column-major (Fortran-order) f32 features from one array per feature (any numeric type,
 /// cast), and the completeness of each row (see [`batch_features`]).
 pub fn arrays_to_features(arrays: &[&dyn Array], rows: usize) -> Result<(Array2<f32>, Vec<bool>)> {
-    let mut buf = Vec::new();
-    let valid = arrays_to_features_in(arrays, rows, &mut buf)?;
-    let x = Array2::from_shape_vec((rows, arrays.len()).f(), buf).map_err(|e| {
-        TableError::malformed("<batch>", format!("internal: feature buffer shape: {e}"))
-    })?;
-    Ok((x, valid))
-}
-
-/// [`arrays_to_features`] into a caller-owned buffer, for callers that convert batch after
-/// batch (the SQL functions): `buf` only grows, so a steady stream of batches neither
-/// allocates nor zeroes 4 MB per 8192-row batch (measured: page faults and `memset` were
-/// 4 % of a SQL query's time). The first `rows * arrays.len()` values of `buf` hold the
-/// features, column after column; use [`features_view`] to read them.
-pub fn arrays_to_features_in(
-    arrays: &[&dyn Array],
-    rows: usize,
-    buf: &mut Vec<f32>,
-) -> Result<Vec<bool>> {
     // Column-major: each feature column is copied into one contiguous run, the way Arrow
     // holds it. A row-major target scattered every value to a different cache line (a
-    // transpose per batch, the larger part of the SQL path's overhead); the scoring kernel
-    // reads this layout column by column.
-    let d = arrays.len();
-    if buf.len() < rows * d {
-        buf.resize(rows * d, 0.0);
-    }
-    let mut valid = vec![true; rows];
-    for (j, arr) in arrays.iter().enumerate() {
-        let col = cast(*arr, &DataType::Float32)?;
-        let col = col.as_primitive::<Float32Type>();
-        let values = &col.values()[..rows];
-        let dst = &mut buf[j * rows..(j + 1) * rows];
-        let nulls = col.nulls().filter(|n| n.null_count() > 0);
-        // Every value is written (a missing one as 0): the buffer holds the previous batch.
-        for (i, ((o, &v), ok)) in dst.iter_mut().zip(values).zip(valid.iter_mut()).enumerate() {
-            if v.is_finite() && nulls.is_none_or(|n| n.is_valid(i)) {
+    // transpose per batch); the scoring kernel reads this layout column by column.
+    let (cols, valid) = f32_columns(arrays, rows)?;
+    let mut x = Array2::<f32>::zeros((rows, arrays.len()).f());
+    for (col, mut dst) in cols.iter().zip(x.columns_mut()) {
+        for ((o, &v), &ok) in dst.iter_mut().zip(&col.values()[..rows]).zip(&valid) {
+            if ok {
                 *o = v;
-            } else {
-                *o = 0.0;
-                *ok = false;
             }
         }
     }
-    Ok(valid)
+    Ok((x, valid))
 }
 
-/// The `rows x d` column-major features that [`arrays_to_features_in`] wrote into `buf`.
-pub fn features_view(buf: &[f32], rows: usize, d: usize) -> ArrayView2<'_, f32> {
-    ArrayView2::from_shape((rows, d).f(), &buf[..rows * d])
-        .expect("a buffer filled by arrays_to_features_in has rows * d values")
+/// Each array cast to f32 (an `Arc` clone when it already is), and whether each row is
+/// complete: no null, NaN or infinity in any of them. Values in incomplete rows are
+/// unspecified (a null slot holds whatever Arrow left there) and must not be reported as
+/// scored. The SQL functions score these columns in place
+/// ([`mmnet_core::Model::score_columns`]): no copy into a matrix per batch.
+pub fn f32_columns(arrays: &[&dyn Array], rows: usize) -> Result<(Vec<Float32Array>, Vec<bool>)> {
+    let mut valid = vec![true; rows];
+    let mut out = Vec::with_capacity(arrays.len());
+    for arr in arrays {
+        let col = cast(*arr, &DataType::Float32)?;
+        let col = col.as_primitive::<Float32Type>().clone();
+        let values = &col.values()[..rows];
+        if let Some(nulls) = col.nulls().filter(|n| n.null_count() > 0) {
+            for (ok, present) in valid.iter_mut().zip(nulls.iter()) {
+                *ok &= present;
+            }
+        }
+        // One branch-free pass in the common case; row by row only when something is off.
+        if !values.iter().all(|v| v.is_finite()) {
+            for (ok, v) in valid.iter_mut().zip(values) {
+                *ok &= v.is_finite();
+            }
+        }
+        out.push(col);
+    }
+    Ok((out, valid))
 }
 
 /// A table loaded for training or evaluation.

@@ -122,6 +122,35 @@ impl Model {
         self.finish(raw, threshold)
     }
 
+    /// [`Model::score`] for rows given as one slice per feature, in [`Model::features`]
+    /// order (`cols[j][i]` = feature `j` of row `i`): how Arrow holds a batch, scored without
+    /// assembling a matrix first.
+    pub fn score_columns(
+        &self,
+        cols: &[&[f32]],
+        with_mse: bool,
+        threshold: Option<f32>,
+    ) -> Result<ScoredBatch> {
+        if cols.len() != self.input_dim() {
+            return Err(CoreError::Shape {
+                what: "feature columns to score".into(),
+                expected: format!("{} columns", self.input_dim()),
+                got: format!("{} columns", cols.len()),
+            });
+        }
+        let n = cols.first().map_or(0, |c| c.len());
+        if let Some((j, c)) = cols.iter().enumerate().find(|(_, c)| c.len() != n) {
+            return Err(CoreError::Shape {
+                what: format!("feature column `{}`", self.features[j]),
+                expected: format!("{n} values (as the first column)"),
+                got: format!("{} values", c.len()),
+            });
+        }
+        let need_mse = with_mse || self.score.variant.needs_decoder();
+        let raw = self.kernel().score_columns(cols, need_mse);
+        self.finish(raw, threshold)
+    }
+
     /// The scoring kernel for raw rows (scaling included), packed on first use.
     pub fn kernel(&self) -> &Scorer {
         self.kernel.0.get_or_init(|| {

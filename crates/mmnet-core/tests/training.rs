@@ -221,6 +221,47 @@ fn refuses_bad_training_data() {
     ));
 }
 
+/// Rows given as one slice per feature (Arrow's layout, used by the SQL functions) score
+/// exactly as the same rows in a matrix; a wrong column count or ragged columns are errors.
+#[test]
+fn scoring_feature_slices_equals_scoring_rows() {
+    let u = blobs(200, 0.0, 1);
+    let l = blobs(10, 2.0, 2);
+    let f = features();
+    let m = fit(
+        TrainData {
+            features: &f,
+            unlabeled: u.view(),
+            labeled: l.view(),
+        },
+        &cfg(2, 0),
+        &mut mmnet_core::train::Silent,
+    )
+    .unwrap();
+    let x = concatenate(
+        Axis(0),
+        &[blobs(97, 0.0, 3).view(), blobs(3, 2.0, 4).view()],
+    )
+    .unwrap();
+    let cols: Vec<Vec<f32>> = x.columns().into_iter().map(|c| c.to_vec()).collect();
+    let slices: Vec<&[f32]> = cols.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        m.score_columns(&slices, true, None).unwrap(),
+        m.score(x.view(), true, None).unwrap()
+    );
+    assert!(matches!(
+        m.score_columns(&slices[..7], false, None),
+        Err(CoreError::Shape { .. })
+    ));
+    let mut ragged = slices.clone();
+    ragged[3] = &cols[3][..50];
+    let err = m
+        .score_columns(&ragged, false, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("x3"), "{err}");
+}
+
 #[test]
 fn scoring_skips_the_decoder_unless_asked() {
     let u = blobs(100, 0.0, 1);

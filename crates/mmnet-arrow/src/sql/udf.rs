@@ -18,12 +18,7 @@ use datafusion::logical_expr::{
 };
 use mmnet_core::Model;
 
-use crate::features::{arrays_to_features_in, features_view, is_numeric};
-
-thread_local! {
-    /// Feature buffer of the batches this thread converts (see `arrays_to_features_in`).
-    static FEATURES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+use crate::features::{f32_columns, is_numeric};
 
 /// Which quantity a UDF returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,16 +169,13 @@ impl ScalarUDFImpl for ModelUdf {
         let external = |e: Box<dyn std::error::Error + Send + Sync>| {
             datafusion::error::DataFusionError::External(e)
         };
-        let (scored, valid) = FEATURES.with_borrow_mut(|buf| {
-            let valid = arrays_to_features_in(&refs, rows, buf).map_err(|e| external(e.into()))?;
-            let x = features_view(buf, rows, refs.len());
-            let scored = self
-                .model
-                .model
-                .score(x, false, None)
-                .map_err(|e| external(e.into()))?;
-            Ok::<_, datafusion::error::DataFusionError>((scored, valid))
-        })?;
+        let (cols, valid) = f32_columns(&refs, rows).map_err(|e| external(e.into()))?;
+        let slices: Vec<&[f32]> = cols.iter().map(|c| &c.values()[..rows]).collect();
+        let scored = self
+            .model
+            .model
+            .score_columns(&slices, false, None)
+            .map_err(|e| external(e.into()))?;
         let floats = |v: &[f32]| -> ArrayRef {
             Arc::new(
                 v.iter()

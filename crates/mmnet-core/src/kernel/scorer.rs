@@ -38,6 +38,40 @@ fn task_rows(n: usize, threads: usize) -> usize {
     n.div_ceil(threads.max(1)).next_multiple_of(6).min(CHUNK)
 }
 
+/// Rows to score: a 2-D view in any layout, or one slice per feature (how Arrow holds a
+/// batch, so the SQL functions score Arrow columns without first copying them into a
+/// matrix; the copy into scratch that scaling needs anyway is the only one).
+#[derive(Debug, Clone, Copy)]
+enum Input<'a> {
+    View(ArrayView2<'a, f32>),
+    Columns {
+        cols: &'a [&'a [f32]],
+        start: usize,
+        len: usize,
+    },
+}
+
+impl<'a> Input<'a> {
+    fn nrows(&self) -> usize {
+        match self {
+            Input::View(v) => v.nrows(),
+            Input::Columns { len, .. } => *len,
+        }
+    }
+
+    /// Rows `from..to` of this input.
+    fn rows(&self, from: usize, to: usize) -> Input<'a> {
+        match *self {
+            Input::View(v) => Input::View(v.slice_move(ndarray::s![from..to, ..])),
+            Input::Columns { cols, start, .. } => Input::Columns {
+                cols,
+                start: start + from,
+                len: to - from,
+            },
+        }
+    }
+}
+
 /// Per-row outputs, owned by the caller. All slices have one entry per input row.
 #[derive(Debug)]
 pub struct ScoreOut<'a> {
@@ -83,31 +117,51 @@ impl Prescale {
     }
 }
 
-/// Copies a column-major chunk (`x`, `n x d`, columns contiguous or nearly: what
-/// `mmnet-arrow` builds from Arrow columns) into row-major `dst`, scaling on the way.
+/// Runs `fill` on freshly allocated outputs for `n` rows and returns them.
+fn allocating(n: usize, with_mse: bool, fill: impl FnOnce(ScoreOut<'_>)) -> RawScores {
+    let (mut s_sum, mut m_l, mut s_kl) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let mut mse = with_mse.then(|| vec![0.0; n]);
+    fill(ScoreOut {
+        s_sum: &mut s_sum,
+        m_l: &mut m_l,
+        s_kl: &mut s_kl,
+        mse: mse.as_deref_mut(),
+    });
+    RawScores {
+        s_sum,
+        m_l,
+        s_kl,
+        mse,
+    }
+}
+
+/// Copies feature `j` of a chunk (`col`, one value per row) into column `j` of the
+/// row-major `dst` (`d` values per row), scaling on the way.
 ///
-/// Column by column, because reading a column-major chunk row by row touches one cache line
-/// per feature at a stride of the batch height; with a power-of-two batch (DataFusion's
-/// 8192 rows = 32 KiB) every one of those lines maps to the same L1 set and each read
-/// missed L1 (measured: 36 % of the chunk's non-product time on one store). Here reads are
-/// sequential and the scattered writes land in a chunk-sized row-major buffer.
-fn copy_columns(x: ArrayView2<f32>, dst: &mut [f32], prescale: Option<&Prescale>) {
-    let d = x.ncols();
-    for (j, col) in x.columns().into_iter().enumerate() {
-        let out = dst[j..].iter_mut().step_by(d);
-        let Some(p) = prescale else {
-            out.zip(col.iter()).for_each(|(o, &v)| *o = v);
-            continue;
-        };
-        let (lo, scale) = (p.lo[j], p.scale[j]);
-        match &p.compress[j] {
-            Some(c) => out
-                .zip(col.iter())
-                .for_each(|(o, &v)| *o = (c.apply(v) - lo) * scale),
-            None => out
-                .zip(col.iter())
-                .for_each(|(o, &v)| *o = (v - lo) * scale),
-        }
+/// Used for column-major views and Arrow columns, column by column, because reading such a
+/// chunk row by row touches one cache line per feature at a stride of the batch height; with
+/// a power-of-two batch (DataFusion's 8192 rows = 32 KiB) every one of those lines maps to
+/// the same L1 set and each read missed L1 (measured: 36 % of the chunk's non-product time on
+/// one store). Here reads are sequential and the scattered writes land in a chunk-sized
+/// row-major buffer.
+fn copy_column<'c>(
+    j: usize,
+    col: impl Iterator<Item = &'c f32>,
+    dst: &mut [f32],
+    d: usize,
+    prescale: Option<&Prescale>,
+) {
+    let out = dst[j..].iter_mut().step_by(d);
+    let Some(p) = prescale else {
+        out.zip(col).for_each(|(o, &v)| *o = v);
+        return;
+    };
+    let (lo, scale) = (p.lo[j], p.scale[j]);
+    match &p.compress[j] {
+        Some(c) => out
+            .zip(col)
+            .for_each(|(o, &v)| *o = (c.apply(v) - lo) * scale),
+        None => out.zip(col).for_each(|(o, &v)| *o = (v - lo) * scale),
     }
 }
 
@@ -189,8 +243,35 @@ impl Scorer {
     /// # Panics
     /// When `x` has the wrong width or an output slice the wrong length (caller bugs).
     pub fn score_into(&self, x: ArrayView2<f32>, out: ScoreOut<'_>) {
-        let n = x.nrows();
         assert_eq!(x.ncols(), self.input_dim(), "input width");
+        self.score_input(Input::View(x), out);
+    }
+
+    /// Scores rows given as one slice per feature (`cols[j][i]` = feature `j` of row `i`)
+    /// into `out`, without assembling them into a matrix first.
+    ///
+    /// # Panics
+    /// When there is not one slice per feature, the slices differ in length, or an output
+    /// slice has the wrong length (caller bugs).
+    pub fn score_columns_into(&self, cols: &[&[f32]], out: ScoreOut<'_>) {
+        assert_eq!(cols.len(), self.input_dim(), "one slice per feature");
+        let len = cols.first().map_or(0, |c| c.len());
+        assert!(
+            cols.iter().all(|c| c.len() == len),
+            "feature slices differ in length"
+        );
+        self.score_input(
+            Input::Columns {
+                cols,
+                start: 0,
+                len,
+            },
+            out,
+        );
+    }
+
+    fn score_input(&self, x: Input<'_>, out: ScoreOut<'_>) {
+        let n = x.nrows();
         assert!(
             out.s_sum.len() == n && out.m_l.len() == n && out.s_kl.len() == n,
             "output length"
@@ -208,7 +289,7 @@ impl Scorer {
             for start in (0..n).step_by(CHUNK) {
                 let end = (start + CHUNK).min(n);
                 self.chunk(
-                    x.slice(ndarray::s![start..end, ..]),
+                    x.rows(start, end),
                     ScoreOut {
                         s_sum: &mut s_sum[start..end],
                         m_l: &mut m_l[start..end],
@@ -220,7 +301,7 @@ impl Scorer {
             return;
         }
         let t = task_rows(n, threads);
-        let rows = |i: usize| x.slice(ndarray::s![i * t..((i + 1) * t).min(n), ..]);
+        let rows = |i: usize| x.rows(i * t, ((i + 1) * t).min(n));
         let triples = s_sum
             .par_chunks_mut(t)
             .zip(m_l.par_chunks_mut(t))
@@ -238,42 +319,32 @@ impl Scorer {
 
     /// Scores `x`, allocating the outputs.
     pub fn score(&self, x: ArrayView2<f32>, with_mse: bool) -> RawScores {
-        let n = x.nrows();
-        let (mut s_sum, mut m_l, mut s_kl) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        let mut mse = with_mse.then(|| vec![0.0; n]);
-        self.score_into(
-            x,
-            ScoreOut {
-                s_sum: &mut s_sum,
-                m_l: &mut m_l,
-                s_kl: &mut s_kl,
-                mse: mse.as_deref_mut(),
-            },
-        );
-        RawScores {
-            s_sum,
-            m_l,
-            s_kl,
-            mse,
-        }
+        allocating(x.nrows(), with_mse, |out| self.score_into(x, out))
+    }
+
+    /// Scores one slice per feature (see [`Scorer::score_columns_into`]), allocating the
+    /// outputs.
+    pub fn score_columns(&self, cols: &[&[f32]], with_mse: bool) -> RawScores {
+        let n = cols.first().map_or(0, |c| c.len());
+        allocating(n, with_mse, |out| self.score_columns_into(cols, out))
     }
 
     /// One chunk of at most [`CHUNK`] rows on the calling thread.
-    fn chunk(&self, x: ArrayView2<f32>, out: ScoreOut<'_>) {
+    fn chunk(&self, x: Input<'_>, out: ScoreOut<'_>) {
         SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             self.chunk_with(&mut scratch, x, out);
         });
     }
 
-    fn chunk_with(&self, s: &mut Scratch, x: ArrayView2<f32>, out: ScoreOut<'_>) {
+    fn chunk_with(&self, s: &mut Scratch, x: Input<'_>, out: ScoreOut<'_>) {
         let ScoreOut {
             s_sum,
             m_l,
             s_kl,
             mse,
         } = out;
-        let (n, d) = x.dim();
+        let (n, d) = (x.nrows(), self.input_dim());
         let (hs, zs, ms) = (
             self.net.enc1.out_padded(),
             self.net.enc2.out_padded(),
@@ -284,8 +355,8 @@ impl Scorer {
         grow(&mut s.logits, n * ms);
         grow(&mut s.w_hat, n * ms);
         // The input: read in place when it is contiguous and needs no scaling.
-        let direct = match (&self.prescale, x.as_slice()) {
-            (None, Some(slice)) => Some(slice),
+        let direct = match (&self.prescale, x) {
+            (None, Input::View(v)) => v.to_slice(),
             _ => None,
         };
         let xin: &[f32] = match direct {
@@ -293,15 +364,28 @@ impl Scorer {
             None => {
                 grow(&mut s.x, n * d);
                 let dst = &mut s.x[..n * d];
-                if x.strides()[0].unsigned_abs() < x.strides()[1].unsigned_abs() {
-                    copy_columns(x, dst, self.prescale.as_ref());
-                } else {
-                    for (row, dst) in x.rows().into_iter().zip(dst.chunks_exact_mut(d)) {
-                        for (o, &v) in dst.iter_mut().zip(row.iter()) {
-                            *o = v;
+                let p = self.prescale.as_ref();
+                match x {
+                    Input::Columns { cols, start, len } => {
+                        for (j, col) in cols.iter().enumerate() {
+                            copy_column(j, col[start..start + len].iter(), dst, d, p);
                         }
-                        if let Some(p) = &self.prescale {
-                            p.apply_row(dst.iter_mut());
+                    }
+                    Input::View(v)
+                        if v.strides()[0].unsigned_abs() < v.strides()[1].unsigned_abs() =>
+                    {
+                        for (j, col) in v.columns().into_iter().enumerate() {
+                            copy_column(j, col.iter(), dst, d, p);
+                        }
+                    }
+                    Input::View(v) => {
+                        for (row, dst) in v.rows().into_iter().zip(dst.chunks_exact_mut(d)) {
+                            for (o, &v) in dst.iter_mut().zip(row.iter()) {
+                                *o = v;
+                            }
+                            if let Some(p) = p {
+                                p.apply_row(dst.iter_mut());
+                            }
                         }
                     }
                 }
@@ -447,5 +531,23 @@ mod tests {
         let mut scaled = Array2::zeros(raw.raw_dim().f());
         scaled.assign(&scaler.transform(raw.view()));
         assert_eq!(plain.score(scaled.view(), true), want);
+        // One slice per feature (Arrow's layout), whole and in parts, agrees as well.
+        let cols: Vec<Vec<f32>> = raw.columns().into_iter().map(|c| c.to_vec()).collect();
+        let slices: Vec<&[f32]> = cols.iter().map(Vec::as_slice).collect();
+        let n = raw.nrows();
+        let (mut a, mut l, mut k, mut e) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        fused.score_columns_into(
+            &slices,
+            ScoreOut {
+                s_sum: &mut a,
+                m_l: &mut l,
+                s_kl: &mut k,
+                mse: Some(&mut e),
+            },
+        );
+        assert_eq!(
+            (a, l, k, Some(e)),
+            (want.s_sum, want.m_l, want.s_kl, want.mse)
+        );
     }
 }
