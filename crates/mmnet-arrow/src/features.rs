@@ -67,16 +67,21 @@ pub fn check_feature_columns(path: &Path, schema: &Schema, names: &[String]) -> 
     Ok(idx)
 }
 
-/// Features of one batch (column-major, see [`arrays_to_features`]), and whether each row
-/// is complete (no null, no NaN, no infinity). Incomplete rows hold zeros and must not be
-/// reported as scored.
-pub fn batch_features(batch: &RecordBatch, columns: &[usize]) -> Result<(Array2<f32>, Vec<bool>)> {
+/// The feature columns of one batch as f32 (see [`f32_columns`]) and whether each row is
+/// complete (no null, no NaN, no infinity); score them with
+/// [`mmnet_core::Model::score_columns`].
+pub fn batch_features(
+    batch: &RecordBatch,
+    columns: &[usize],
+) -> Result<(Vec<Float32Array>, Vec<bool>)> {
     let arrays: Vec<&dyn Array> = columns.iter().map(|&c| batch.column(c).as_ref()).collect();
-    arrays_to_features(&arrays, batch.num_rows())
+    f32_columns(&arrays, batch.num_rows())
 }
 
 /// Column-major (Fortran-order) f32 features from one array per feature (any numeric type,
-/// cast), and the completeness of each row (see [`batch_features`]).
+/// cast), and the completeness of each row; incomplete rows hold zeros and must not be
+/// reported as scored. For callers that need a matrix (the Kafka operator joins the rows of
+/// many messages); a single batch is better scored in place ([`f32_columns`]).
 pub fn arrays_to_features(arrays: &[&dyn Array], rows: usize) -> Result<(Array2<f32>, Vec<bool>)> {
     // Column-major: each feature column is copied into one contiguous run, the way Arrow
     // holds it. A row-major target scattered every value to a different cache line (a
@@ -186,7 +191,8 @@ pub fn load_dataset(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
                 problem,
             });
         }
-        rows.extend(x.iter());
+        // Row-major, as `Dataset::x` is.
+        rows.extend((0..batch.num_rows()).flat_map(|i| x.iter().map(move |c| c.value(i))));
         let lab = batch.column(d);
         labels.extend(label_values(
             path,
@@ -233,7 +239,7 @@ pub fn read_row(path: &Path, features: &[String], row: usize) -> Result<Array2<f
                     problem,
                 });
             }
-            return Ok(x);
+            return Ok(Array2::from_shape_fn((1, x.len()), |(_, j)| x[j].value(0)));
         }
         offset += n;
     }

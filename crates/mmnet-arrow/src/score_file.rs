@@ -136,7 +136,8 @@ fn score_batches(
     for batch in in_rx {
         let batch = batch?;
         let (x, valid) = crate::features::batch_features(&batch, cols)?;
-        let scored = model.score(x.view(), false, threshold)?;
+        let slices: Vec<&[f32]> = x.iter().map(|c| &c.values()[..batch.num_rows()]).collect();
+        let scored = model.score_columns(&slices, false, threshold)?;
         let out = append_scores(&batch, schema.clone(), &scored, &valid)?;
         if top > 0 {
             for (i, &ok) in valid.iter().enumerate() {
