@@ -17,8 +17,7 @@ use arrow::array::{ArrayRef, Float32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
-use mmnet_arrow::sql::{ModelRegistry, register_table};
+use mmnet_arrow::sql::{ModelRegistry, new_session, register_table};
 use mmnet_core::{FitConfig, ModelParams, TrainData, TrainParams};
 use ndarray::{Array2, Axis};
 use rand::{Rng, SeedableRng};
@@ -82,7 +81,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let ctx = SessionContext::new();
+    // The session `mmnet sql` runs (two partitions per core).
+    let ctx = new_session();
     ModelRegistry::default().register(&ctx, "mmnet", model.clone())?;
     let parts = 2;
     let per = batches.len().div_ceil(parts);

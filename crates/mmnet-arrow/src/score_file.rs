@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use mmnet_core::Model;
+use mmnet_core::kernel::Threads;
 
 use arrow::record_batch::RecordBatch;
 
@@ -137,7 +138,7 @@ fn score_batches(
         let batch = batch?;
         let (x, valid) = crate::features::batch_features(&batch, cols)?;
         let slices: Vec<&[f32]> = x.iter().map(|c| &c.values()[..batch.num_rows()]).collect();
-        let scored = model.score_columns(&slices, false, threshold)?;
+        let scored = model.score_columns(&slices, false, threshold, Threads::Rayon)?;
         let out = append_scores(&batch, schema.clone(), &scored, &valid)?;
         if top > 0 {
             for (i, &ok) in valid.iter().enumerate() {

@@ -38,7 +38,7 @@ fn split_named(s: &str, default: Option<&str>, what: &str) -> Result<(String, Pa
 
 /// Builds a session with every model and table registered.
 pub async fn session(models: &[String], tables: &[String]) -> Result<SessionContext> {
-    let ctx = SessionContext::new();
+    let ctx = mmnet_arrow::sql::new_session();
     let mut registry = ModelRegistry::default();
     for m in models {
         let (name, path) = split_named(m, Some("mmnet"), "--model")?;

@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::kernel::Scorer;
+use crate::kernel::{Scorer, Threads};
 use crate::loss::LossParts;
 use crate::network::Weights;
 use crate::params::{ModelParams, TrainParams};
@@ -124,12 +124,13 @@ impl Model {
 
     /// [`Model::score`] for rows given as one slice per feature, in [`Model::features`]
     /// order (`cols[j][i]` = feature `j` of row `i`): how Arrow holds a batch, scored without
-    /// assembling a matrix first.
+    /// assembling a matrix first. `threads` says where (see [`Threads`]).
     pub fn score_columns(
         &self,
         cols: &[&[f32]],
         with_mse: bool,
         threshold: Option<f32>,
+        threads: Threads,
     ) -> Result<ScoredBatch> {
         if cols.len() != self.input_dim() {
             return Err(CoreError::Shape {
@@ -147,7 +148,7 @@ impl Model {
             });
         }
         let need_mse = with_mse || self.score.variant.needs_decoder();
-        let raw = self.kernel().score_columns(cols, need_mse);
+        let raw = self.kernel().score_columns(cols, need_mse, threads);
         self.finish(raw, threshold)
     }
 

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+use mmnet_core::kernel::Threads;
 use mmnet_core::metrics::auc_roc;
 use mmnet_core::select::Selection;
 use mmnet_core::{CoreError, FitConfig, ModelParams, ScoreVariant, TrainData, TrainParams, fit};
@@ -246,17 +247,18 @@ fn scoring_feature_slices_equals_scoring_rows() {
     let cols: Vec<Vec<f32>> = x.columns().into_iter().map(|c| c.to_vec()).collect();
     let slices: Vec<&[f32]> = cols.iter().map(Vec::as_slice).collect();
     assert_eq!(
-        m.score_columns(&slices, true, None).unwrap(),
+        m.score_columns(&slices, true, None, Threads::Caller)
+            .unwrap(),
         m.score(x.view(), true, None).unwrap()
     );
     assert!(matches!(
-        m.score_columns(&slices[..7], false, None),
+        m.score_columns(&slices[..7], false, None, Threads::Rayon),
         Err(CoreError::Shape { .. })
     ));
     let mut ragged = slices.clone();
     ragged[3] = &cols[3][..50];
     let err = m
-        .score_columns(&ragged, false, None)
+        .score_columns(&ragged, false, None, Threads::Rayon)
         .unwrap_err()
         .to_string();
     assert!(err.contains("x3"), "{err}");

@@ -4,5 +4,5 @@ pub mod session;
 pub mod udf;
 pub mod wildcard;
 
-pub use session::{ModelRegistry, register_table};
+pub use session::{ModelRegistry, new_session, register_table};
 pub use udf::{ModelUdf, SharedModel, UdfKind};

@@ -17,6 +17,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use mmnet_core::Model;
+use mmnet_core::kernel::Threads;
 
 use crate::features::{f32_columns, is_numeric};
 
@@ -171,10 +172,20 @@ impl ScalarUDFImpl for ModelUdf {
         };
         let (cols, valid) = f32_columns(&refs, rows).map_err(|e| external(e.into()))?;
         let slices: Vec<&[f32]> = cols.iter().map(|c| &c.values()[..rows]).collect();
+        // DataFusion already runs `target_partitions` streams at once, one per tokio worker;
+        // each scores its own batches where it runs. Handing a batch to rayon would block the
+        // worker until both cores finish it, leaving that stream's next decode waiting
+        // (measured with 1M rows over Parquet: see docs/BENCHMARKS.md). A session asked for
+        // one partition gets the batch spread over rayon's threads instead.
+        let threads = if args.config_options.execution.target_partitions > 1 {
+            Threads::Caller
+        } else {
+            Threads::Rayon
+        };
         let scored = self
             .model
             .model
-            .score_columns(&slices, false, None)
+            .score_columns(&slices, false, None, threads)
             .map_err(|e| external(e.into()))?;
         let floats = |v: &[f32]| -> ArrayRef {
             Arc::new(

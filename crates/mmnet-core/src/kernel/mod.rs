@@ -19,4 +19,4 @@ pub(crate) fn grow(v: &mut Vec<f32>, len: usize) {
     }
 }
 
-pub use scorer::{CHUNK, PARALLEL_FROM, Prescale, ScoreOut, Scorer};
+pub use scorer::{CHUNK, PARALLEL_FROM, Prescale, ScoreOut, Scorer, Threads};

@@ -72,6 +72,18 @@ impl<'a> Input<'a> {
     }
 }
 
+/// Where a batch is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Threads {
+    /// Batches of [`PARALLEL_FROM`] rows or more are split across rayon's threads.
+    #[default]
+    Rayon,
+    /// On the calling thread only: for callers that already run one stream per core
+    /// (DataFusion's partitions), where handing each batch to rayon would block the caller
+    /// and leave its own next batch (decoding, I/O) waiting behind the scoring.
+    Caller,
+}
+
 /// Per-row outputs, owned by the caller. All slices have one entry per input row.
 #[derive(Debug)]
 pub struct ScoreOut<'a> {
@@ -244,16 +256,16 @@ impl Scorer {
     /// When `x` has the wrong width or an output slice the wrong length (caller bugs).
     pub fn score_into(&self, x: ArrayView2<f32>, out: ScoreOut<'_>) {
         assert_eq!(x.ncols(), self.input_dim(), "input width");
-        self.score_input(Input::View(x), out);
+        self.score_input(Input::View(x), out, Threads::Rayon);
     }
 
     /// Scores rows given as one slice per feature (`cols[j][i]` = feature `j` of row `i`)
-    /// into `out`, without assembling them into a matrix first.
+    /// into `out`, without assembling them into a matrix first, on `threads`.
     ///
     /// # Panics
     /// When there is not one slice per feature, the slices differ in length, or an output
     /// slice has the wrong length (caller bugs).
-    pub fn score_columns_into(&self, cols: &[&[f32]], out: ScoreOut<'_>) {
+    pub fn score_columns_into(&self, cols: &[&[f32]], out: ScoreOut<'_>, threads: Threads) {
         assert_eq!(cols.len(), self.input_dim(), "one slice per feature");
         let len = cols.first().map_or(0, |c| c.len());
         assert!(
@@ -267,10 +279,11 @@ impl Scorer {
                 len,
             },
             out,
+            threads,
         );
     }
 
-    fn score_input(&self, x: Input<'_>, out: ScoreOut<'_>) {
+    fn score_input(&self, x: Input<'_>, out: ScoreOut<'_>, threads: Threads) {
         let n = x.nrows();
         assert!(
             out.s_sum.len() == n && out.m_l.len() == n && out.s_kl.len() == n,
@@ -283,8 +296,11 @@ impl Scorer {
             s_kl,
             mut mse,
         } = out;
-        let threads = rayon::current_num_threads();
-        if n < PARALLEL_FROM || threads == 1 {
+        let pool = match threads {
+            Threads::Rayon => rayon::current_num_threads(),
+            Threads::Caller => 1,
+        };
+        if n < PARALLEL_FROM || pool == 1 {
             // One thread: chunk by chunk on the calling thread.
             for start in (0..n).step_by(CHUNK) {
                 let end = (start + CHUNK).min(n);
@@ -300,7 +316,7 @@ impl Scorer {
             }
             return;
         }
-        let t = task_rows(n, threads);
+        let t = task_rows(n, pool);
         let rows = |i: usize| x.rows(i * t, ((i + 1) * t).min(n));
         let triples = s_sum
             .par_chunks_mut(t)
@@ -324,9 +340,11 @@ impl Scorer {
 
     /// Scores one slice per feature (see [`Scorer::score_columns_into`]), allocating the
     /// outputs.
-    pub fn score_columns(&self, cols: &[&[f32]], with_mse: bool) -> RawScores {
+    pub fn score_columns(&self, cols: &[&[f32]], with_mse: bool, threads: Threads) -> RawScores {
         let n = cols.first().map_or(0, |c| c.len());
-        allocating(n, with_mse, |out| self.score_columns_into(cols, out))
+        allocating(n, with_mse, |out| {
+            self.score_columns_into(cols, out, threads)
+        })
     }
 
     /// One chunk of at most [`CHUNK`] rows on the calling thread.
@@ -544,10 +562,16 @@ mod tests {
                 s_kl: &mut k,
                 mse: Some(&mut e),
             },
+            Threads::Rayon,
         );
-        assert_eq!(
-            (a, l, k, Some(e)),
-            (want.s_sum, want.m_l, want.s_kl, want.mse)
-        );
+        let all = RawScores {
+            s_sum: a,
+            m_l: l,
+            s_kl: k,
+            mse: Some(e),
+        };
+        assert_eq!(all, want);
+        // On the calling thread alone: the same numbers.
+        assert_eq!(fused.score_columns(&slices, true, Threads::Caller), want);
     }
 }
