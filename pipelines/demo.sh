@@ -42,7 +42,8 @@ SQL_FLAGGED=$(awk -F, 'NR == 2 {print $2}' "$OUT/sql_counts.csv")
 
 step "evaluate on the held-out test rows"
 "$MMNET" eval --model "$OUT/model" --data "$OUT/splits/run0/test.parquet" | tee "$OUT/eval.txt"
-AUC=$(awk '$1 == "combined" {print "AUC-ROC " $2 ", AUC-PR " $3}' "$OUT/eval.txt")
+# The model's own score (`mmnet_score = NAME` on the first line; training chose it).
+AUC=$(awk 'NR == 1 {v = $NF} $1 == v {print v " AUC-ROC " $2 ", AUC-PR " $3}' "$OUT/eval.txt")
 
 step "the same as pictures: ROC/PR curves, score histogram, training losses"
 "$MMNET" report --model "$OUT/model" --data "$OUT/splits/run0/test.parquet" --out "$OUT/report"
