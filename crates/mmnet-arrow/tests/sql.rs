@@ -101,6 +101,18 @@ async fn session(models: &[(&str, Model)]) -> SessionContext {
     ctx
 }
 
+/// A session with `m` as `mmnet` and table `t` = `batches`, in one partition (in order).
+fn session_with_table(m: &Model, batches: Vec<RecordBatch>) -> SessionContext {
+    let ctx = SessionContext::new();
+    ModelRegistry::default()
+        .register(&ctx, "mmnet", m.clone())
+        .unwrap();
+    let schema = batches[0].schema();
+    let t = MemTable::try_new(schema, vec![batches]).unwrap();
+    ctx.register_table("t", Arc::new(t)).unwrap();
+    ctx
+}
+
 async fn floats(ctx: &SessionContext, sql: &str) -> Vec<Option<f32>> {
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
     batches
@@ -267,10 +279,6 @@ async fn missing_feature_is_a_planning_error_naming_it() {
 #[tokio::test]
 async fn null_and_non_finite_features_give_null_scores() {
     let m = train(&["a", "b"], 5);
-    let ctx = SessionContext::new();
-    ModelRegistry::default()
-        .register(&ctx, "mmnet", m.clone())
-        .unwrap();
     let schema = Arc::new(Schema::new(vec![
         Field::new("a", DataType::Float32, true),
         Field::new("b", DataType::Float64, true),
@@ -283,12 +291,8 @@ async fn null_and_non_finite_features_give_null_scores() {
         Some(f64::INFINITY),
         Some(4.0),
     ]);
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(a), Arc::new(b)]).unwrap();
-    ctx.register_table(
-        "t",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
-    )
-    .unwrap();
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(a), Arc::new(b)]).unwrap();
+    let ctx = session_with_table(&m, vec![batch]);
     let s = floats(&ctx, "SELECT mmnet_score(*) FROM t").await;
     assert!(s[0].is_some() && s[4].is_some());
     assert_eq!(&s[1..4], &[None, None, None]);
@@ -299,16 +303,12 @@ async fn null_and_non_finite_features_give_null_scores() {
     );
 }
 
-/// The UDF reuses one feature buffer per thread from batch to batch: a larger batch, then a
-/// smaller one with missing values, then a larger one again must each score only their own
-/// rows (no value left over from the batch before).
+/// Batch after batch in one stream: a larger batch, then a smaller one with missing values,
+/// then a larger one again each score only their own rows (nothing carried over from the
+/// batch before, whatever the UDF reuses between calls).
 #[tokio::test]
 async fn consecutive_batches_of_different_sizes_score_their_own_rows() {
     let m = train(&["a", "b"], 6);
-    let ctx = SessionContext::new();
-    ModelRegistry::default()
-        .register(&ctx, "mmnet", m.clone())
-        .unwrap();
     let schema = Arc::new(Schema::new(vec![
         Field::new("a", DataType::Float32, true),
         Field::new("b", DataType::Float32, true),
@@ -330,11 +330,7 @@ async fn consecutive_batches_of_different_sizes_score_their_own_rows() {
             RecordBatch::try_new(schema.clone(), vec![Arc::new(a), Arc::new(b)]).unwrap()
         })
         .collect();
-    ctx.register_table(
-        "t",
-        Arc::new(MemTable::try_new(schema, vec![batches]).unwrap()),
-    )
-    .unwrap();
+    let ctx = session_with_table(&m, batches);
     let got = floats(&ctx, "SELECT mmnet_score(*) FROM t").await;
     let all: Vec<(Option<f32>, Option<f32>)> = rows.concat();
     assert_eq!(got.len(), all.len());

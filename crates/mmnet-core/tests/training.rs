@@ -34,24 +34,29 @@ fn cfg(epochs: usize, seed: u64) -> FitConfig {
     }
 }
 
+/// A model trained on `u` (D_u) and `l` (D_l) with `cfg`, silently.
+fn train_on(u: &Array2<f32>, l: &Array2<f32>, cfg: &FitConfig) -> mmnet_core::Model {
+    let f = features();
+    fit(
+        TrainData {
+            features: &f,
+            unlabeled: u.view(),
+            labeled: l.view(),
+        },
+        cfg,
+        &mut mmnet_core::train::Silent,
+    )
+    .unwrap()
+}
+
 #[test]
 fn learns_to_separate_labeled_anomaly_type() {
     let normal = blobs(1500, 0.0, 1);
     let contam = blobs(20, 3.0, 2);
     let unlabeled = concatenate(Axis(0), &[normal.view(), contam.view()]).unwrap();
     let labeled = blobs(30, 3.0, 3);
-    let f = features();
-    let model = fit(
-        TrainData {
-            features: &f,
-            unlabeled: unlabeled.view(),
-            labeled: labeled.view(),
-        },
-        // The default score (`combined`) and its threshold.
-        &cfg(20, 0),
-        &mut mmnet_core::train::Silent,
-    )
-    .unwrap();
+    // The default score (`combined`) and its threshold.
+    let model = train_on(&unlabeled, &labeled, &cfg(20, 0));
     let test = concatenate(
         Axis(0),
         &[blobs(200, 0.0, 4).view(), blobs(50, 3.0, 5).view()],
@@ -227,18 +232,7 @@ fn refuses_bad_training_data() {
 #[test]
 fn scoring_feature_slices_equals_scoring_rows() {
     let u = blobs(200, 0.0, 1);
-    let l = blobs(10, 2.0, 2);
-    let f = features();
-    let m = fit(
-        TrainData {
-            features: &f,
-            unlabeled: u.view(),
-            labeled: l.view(),
-        },
-        &cfg(2, 0),
-        &mut mmnet_core::train::Silent,
-    )
-    .unwrap();
+    let m = train_on(&u, &blobs(10, 2.0, 2), &cfg(2, 0));
     let x = concatenate(
         Axis(0),
         &[blobs(97, 0.0, 3).view(), blobs(3, 2.0, 4).view()],
