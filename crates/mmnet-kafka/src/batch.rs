@@ -259,11 +259,10 @@ impl Scorer {
             offset: m.offset(),
             row,
         };
-        let key = m.key().map(<[u8]>::to_vec);
         let anomalies = s.is_anomaly.iter().filter(|&&a| a).count();
         let base = |payload, scores, anomalies| Output {
             destination: Destination::Scores,
-            key: key.clone(),
+            key: m.key().map(<[u8]>::to_vec),
             payload,
             headers: None,
             timestamp,

@@ -5,6 +5,7 @@
 //! straight into the row buffer (no intermediate `Value` tree); keys that are not features,
 //! such as ids or timestamps, are skipped.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Cursor;
@@ -99,7 +100,8 @@ impl Dead {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Decoded {
     /// Row index in the message of each row appended to the feature buffer.
-    pub rows: Vec<usize>,
+    /// (Borrowed `[0]` for a JSON message: one row, nothing to allocate per message.)
+    pub rows: Cow<'static, [usize]>,
     /// Set when the message, or some of its rows, cannot be scored.
     pub dead: Option<Dead>,
     /// The message was an Arrow IPC stream (score records then name their row).
@@ -186,15 +188,16 @@ impl Decoder {
     fn decode_json(&self, bytes: &[u8], out: &mut Vec<f32>) -> Decoded {
         let d = self.width();
         let start = out.len();
-        out.resize(start + d, 0.0);
-        let mut seen = vec![false; d];
+        // NaN marks a feature not seen yet: JSON has no NaN, and a value that is not finite
+        // as f32 fails the message anyway, so a NaN left after parsing is a missing key (no
+        // per-message `seen` vector to allocate).
+        out.resize(start + d, f32::NAN);
         let mut problem: Option<Dead> = None;
         let mut next = 0;
         let seed = RowSeed {
             decoder: self,
             next: &mut next,
             row: &mut out[start..],
-            seen: &mut seen,
             problem: &mut problem,
         };
         let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -202,7 +205,7 @@ impl Decoder {
         let failure = match (parsed, problem) {
             (_, Some(p)) => Some(p),
             (Err(e), None) => Some(json_error(bytes, &e)),
-            (Ok(()), None) => seen.iter().position(|s| !s).map(|j| {
+            (Ok(()), None) => out[start..].iter().position(|v| v.is_nan()).map(|j| {
                 Dead::whole(
                     DeadReason::MissingFeature,
                     format!("feature `{}` is missing", self.features[j]),
@@ -213,13 +216,13 @@ impl Decoder {
             Some(f) => {
                 out.truncate(start);
                 Decoded {
-                    rows: Vec::new(),
+                    rows: Cow::Borrowed(&[]),
                     dead: Some(f),
                     arrow: false,
                 }
             }
             None => Decoded {
-                rows: vec![0],
+                rows: Cow::Borrowed(&[0]),
                 dead: None,
                 arrow: false,
             },
@@ -299,7 +302,7 @@ impl Decoder {
             rows: Some(bad),
         });
         Decoded {
-            rows,
+            rows: Cow::Owned(rows),
             dead,
             arrow: true,
         }
@@ -308,7 +311,7 @@ impl Decoder {
 
 fn dead(reason: DeadReason, detail: impl Into<String>) -> Decoded {
     Decoded {
-        rows: Vec::new(),
+        rows: Cow::Borrowed(&[]),
         dead: Some(Dead::whole(reason, detail)),
         arrow: false,
     }
@@ -341,8 +344,8 @@ struct RowSeed<'a> {
     decoder: &'a Decoder,
     /// Where the previous feature key was found + 1: the first guess for the next key.
     next: &'a mut usize,
+    /// The row being filled; NaN where no key has been seen yet.
     row: &'a mut [f32],
-    seen: &'a mut [bool],
     problem: &'a mut Option<Dead>,
 }
 
@@ -368,7 +371,6 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 }
                 Some(j) => {
                     let v: FeatureValue = map.next_value()?;
-                    self.seen[j] = true;
                     if self.problem.is_some() {
                         continue;
                     }
@@ -516,7 +518,7 @@ mod tests {
         assert_eq!(
             d,
             Decoded {
-                rows: vec![0],
+                rows: Cow::Borrowed(&[0]),
                 dead: None,
                 arrow: false
             }
