@@ -25,7 +25,7 @@ DATASETS = [
     ("annthyroid", "annthyroid (128)"),
     ("nslkdd", "nslkdd, attack = 1 (64)"),
 ]
-VARIANTS = ["combined", "paper", "s_sum", "s_kl", "mse"]
+VARIANTS = ["default", "combined", "paper", "s_sum", "s_kl", "mse"]
 PEERS = [("devnet", "DevNet"), ("deepsad", "DeepSAD"), ("iforest", "IsolationForest")]
 
 
@@ -60,18 +60,18 @@ def cell(s, which="both"):
     return f"{s[0]:.3f} +- {s[1]:.3f} / {s[2]:.3f} +- {s[3]:.3f}"
 
 
-def variant_table(w, first_header, suffix, missing_rows):
+def variant_table(w, first_header, suffix, missing_rows, variants=VARIANTS):
     """One row per dataset (JSON `<key><suffix>`), one column per score variant."""
-    w(f"| {first_header} | runs | " + " | ".join(VARIANTS) + " |")
-    w("|---|---|" + "---|" * len(VARIANTS))
+    w(f"| {first_header} | runs | " + " | ".join(variants) + " |")
+    w("|---|---|" + "---|" * len(variants))
     for key, label in DATASETS:
         doc = load(key + suffix)
         if doc is None:
             if missing_rows:
-                w(f"| {label} | 0 | " + " | ".join("not run" for _ in VARIANTS) + " |")
+                w(f"| {label} | 0 | " + " | ".join("not run" for _ in variants) + " |")
             continue
         runs = runs_of(doc)
-        w(f"| {label} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in VARIANTS) + " |")
+        w(f"| {label} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in variants) + " |")
     w("")
 
 
@@ -95,7 +95,8 @@ def main():
     w("")
     w("| score | definition |")
     w("|---|---|")
-    w("| `combined` (default) | z(logit(1 - S_sum)) + z(ln MSE) + max(z(-S_KL), 0); z = (x - median) / IQR over D_u at the end of training |")
+    w("| `default` | what `mmnet_score` is by default (`--score auto`): `combined` or `mse`, whichever ranks held-out labeled anomalies above held-out unlabeled rows better on a validation split of the training data (below) |")
+    w("| `combined` | z(logit(1 - S_sum)) + z(ln MSE) + max(z(-S_KL), 0); z = (x - median) / IQR over D_u at the end of training |")
     w("| `paper` | -(S_sum + 0.1 S_KL), eq. 19 |")
     w("| `s_sum` | -S_sum, the attention on the normal memory M_u |")
     w("| `s_kl` | -S_KL, the KL divergence of the attention from uniform |")
@@ -112,7 +113,7 @@ def main():
 
     w("## Against the targets (default score)")
     w("")
-    w("| dataset | runs | combined AUC-ROC | combined AUC-PR | target | paper's MMNet | met |")
+    w("| dataset | runs | default AUC-ROC | default AUC-PR | target | paper's MMNet | met |")
     w("|---|---|---|---|---|---|---|")
     for key, ((troc, tpr), paper) in TARGETS.items():
         doc = load(key)
@@ -120,14 +121,17 @@ def main():
             w(f"| {key} | 0 | not run | not run | {troc} / {tpr} | {paper} | no |")
             continue
         runs = runs_of(doc)
-        s = stats(runs, "combined")
+        s = stats(runs, "default")
         met = "yes" if s[0] >= troc and s[2] >= tpr else "no"
         w(f"| {key} | {len(runs)} | {s[0]:.3f} | {s[2]:.3f} | {troc} / {tpr} | {paper} | {met} |")
     w("")
 
     w("## Literal recipe (`--scaling minmax`), same seeds")
     w("")
-    variant_table(w, "dataset", "-minmax", missing_rows=False)
+    w("Fixed scores only: these runs predate `--score auto` (selection does not change the")
+    w("model, so each column here is what it would be with it).")
+    w("")
+    variant_table(w, "dataset", "-minmax", missing_rows=False, variants=VARIANTS[1:])
 
     w("## Peers on identical splits")
     w("")
@@ -137,7 +141,7 @@ def main():
     w("unsupervised) on D_u + D_l, all min-max scaled on D_u + D_l like mmnet. Only the runs")
     w("both sides completed are compared (same seeds = same splits). AUC-ROC / AUC-PR:")
     w("")
-    w("| dataset | runs | mmnet `combined` | " + " | ".join(p for _, p in PEERS) + " | mmnet beats every peer's mean AUC-ROC |")
+    w("| dataset | runs | mmnet `default` | " + " | ".join(p for _, p in PEERS) + " | mmnet beats every peer's mean AUC-ROC |")
     w("|---|---|---|" + "---|" * len(PEERS) + "---|")
     for key, label in DATASETS + [("annthyroid-known1", "annthyroid, known type 1"), ("annthyroid-known2", "annthyroid, known type 2")]:
         mine, peers = load(key), load("peers-" + key)
@@ -145,11 +149,44 @@ def main():
             continue
         n = min(len(runs_of(mine)), len(runs_of(peers)))
         m_runs, p_runs = runs_of(mine)[:n], runs_of(peers)[:n]
-        ms = stats(m_runs, "combined")
+        ms = stats(m_runs, "default")
         ps = [stats(p_runs, k) for k, _ in PEERS]
         losers = [name for (k, name), s in zip(PEERS, ps) if s is not None and s[0] >= ms[0]]
         verdict = "yes" if not losers else "no: below " + ", ".join(losers)
         w(f"| {label} | {n} | {cell(ms)} | " + " | ".join(cell(s) for s in ps) + f" | {verdict} |")
+    w("")
+
+    w("## How the default score was chosen, run by run")
+    w("")
+    w("`--score auto` (crates/mmnet-core/src/select.rs): before the model is trained, a third of")
+    w("D_l (10 of 30) and a fifth of D_u are held out, a first model is trained on the rest,")
+    w("and the candidate (`combined`, then `mse`) with the higher AUC-ROC of held-out labeled")
+    w("anomalies against held-out unlabeled rows becomes `mmnet_score` (ties: AUC-PR, then the")
+    w("first). The returned model is then trained on all of D_u and D_l exactly as without")
+    w("selection (same seed, same weights), so every other column of the tables is unchanged.")
+    w("Validation AUCs (mean over runs, AUC-ROC / AUC-PR) next to the test AUCs of the same runs:")
+    w("")
+    w("| dataset | runs | chosen (runs) | validation combined | validation mse | test combined | test mse | test default |")
+    w("|---|---|---|---|---|---|---|---|")
+    for key, label in DATASETS + [("annthyroid-known1", "annthyroid, known type 1"), ("annthyroid-known2", "annthyroid, known type 2")]:
+        doc = load(key)
+        if doc is None:
+            continue
+        raw = doc["report"]["runs"]
+        sel_runs = [r for r in raw if r.get("selection")]
+        if not sel_runs:
+            continue
+        chosen = {}
+        for r in sel_runs:
+            c = r["selection"]["chosen"]
+            chosen[c] = chosen.get(c, 0) + 1
+        def val(v):
+            vals = [next(c for c in r["selection"]["validation"] if c["variant"] == v) for r in sel_runs]
+            return f"{statistics.mean(c['auc_roc'] for c in vals):.3f} / {statistics.mean(c['auc_pr'] for c in vals):.3f}"
+        runs = runs_of(doc)
+        test = lambda v: (lambda s: f"{s[0]:.3f} / {s[2]:.3f}")(stats(runs, v))
+        picks = ", ".join(f"{k} {n}" for k, n in sorted(chosen.items()))
+        w(f"| {label} | {len(sel_runs)} | {picks} | {val('combined')} | {val('mse')} | {test('combined')} | {test('mse')} | {test('default')} |")
     w("")
 
     w("## Unknown anomalies (paper Sec. IV-E) on annthyroid")
@@ -158,17 +195,17 @@ def main():
     w("the test set holds normal rows and the *other* type only. Type 1 = hyperthyroid, 2 =")
     w("hypothyroid.")
     w("")
-    w("| known type (test: the other) | runs | combined | s_sum | s_kl | mse | paper |")
-    w("|---|---|---|---|---|---|---|")
+    w("| known type (test: the other) | runs | default | combined | s_sum | s_kl | mse | paper |")
+    w("|---|---|---|---|---|---|---|---|")
     known = {t: runs_of(doc) for t in (1, 2) if (doc := load(f"annthyroid-known{t}")) is not None}
     for t, runs in known.items():
-        w(f"| {t} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in ["combined", "s_sum", "s_kl", "mse", "paper"]) + " |")
+        w(f"| {t} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in ["default", "combined", "s_sum", "s_kl", "mse", "paper"]) + " |")
     w("")
     for t, runs in known.items():
-        kl, ss, co = (stats(runs, v)[0] for v in ("s_kl", "s_sum", "combined"))
+        kl, ss, co = (stats(runs, v)[0] for v in ("s_kl", "s_sum", "default"))
         verdict = "ranks the unknown type better than S_sum alone" if kl > ss else "ranks the unknown type worse than S_sum alone"
         w(f"- Known type {t}, unknown type {3 - t}: S_KL alone {kl:.3f} vs S_sum alone {ss:.3f}: "
-          f"S_KL {verdict}; `combined` {co:.3f}.")
+          f"S_KL {verdict}; `default` {co:.3f}.")
     w("")
     w("In `combined` the S_KL term is only its positive part (attention flatter than on typical")
     w("training rows), so it never lowers a row's score: where S_KL points the wrong way (known")
