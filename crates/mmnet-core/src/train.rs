@@ -51,7 +51,8 @@ pub struct FitConfig {
 
 impl FitConfig {
     /// Training runs `fit` makes with `labeled` rows in D_l: 2 when a score is selected on
-    /// a validation split, else 1 (for progress bars).
+    /// a validation split, else 1 (for progress bars; a D_u of a single row, which `fit`
+    /// does not split, is not foreseen here).
     pub fn trainings(&self, labeled: usize) -> usize {
         match &self.selection {
             Some(s) if s.applies(labeled) => 2,
@@ -176,10 +177,11 @@ pub fn fit(
     observer: &mut dyn TrainObserver,
 ) -> Result<Model> {
     validate(&data, cfg)?;
+    // Both sides of the split need a row of D_u too.
     let Some(sel) = cfg
         .selection
         .as_ref()
-        .filter(|s| s.applies(data.labeled.nrows()))
+        .filter(|s| s.applies(data.labeled.nrows()) && data.unlabeled.nrows() >= 2)
     else {
         return fit_once(data, cfg, observer);
     };

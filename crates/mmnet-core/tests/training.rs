@@ -160,6 +160,12 @@ fn selection_chooses_on_held_out_rows_and_keeps_the_full_model() {
     let m = fit(few, &with, silent).unwrap();
     assert!(m.score.selection.is_none());
     assert_eq!(m.score.variant, ScoreVariant::Combined);
+    // One unlabeled row cannot be split either.
+    let one = TrainData {
+        unlabeled: unlabeled.slice(ndarray::s![..1, ..]),
+        ..data
+    };
+    assert!(fit(one, &with, silent).unwrap().score.selection.is_none());
 }
 
 #[test]
