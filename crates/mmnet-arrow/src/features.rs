@@ -126,6 +126,12 @@ pub fn f32_columns(arrays: &[&dyn Array], rows: usize) -> Result<(Vec<Float32Arr
     Ok((out, valid))
 }
 
+/// The values of each column of [`f32_columns`], one slice per feature, as
+/// [`mmnet_core::Model::score_columns`] takes them.
+pub fn value_slices(cols: &[Float32Array]) -> Vec<&[f32]> {
+    cols.iter().map(|c| c.values().as_ref()).collect()
+}
+
 /// A table loaded for training or evaluation.
 #[derive(Debug, Clone)]
 pub struct Dataset {

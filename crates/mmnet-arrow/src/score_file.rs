@@ -9,7 +9,7 @@ use mmnet_core::kernel::Threads;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Result, TableError};
-use crate::features::check_feature_columns;
+use crate::features::{check_feature_columns, value_slices};
 use crate::read::{DEFAULT_BATCH_ROWS, open};
 use crate::write::{TableWriter, append_scores, scored_schema};
 
@@ -137,8 +137,7 @@ fn score_batches(
     for batch in in_rx {
         let batch = batch?;
         let (x, valid) = crate::features::batch_features(&batch, cols)?;
-        let slices: Vec<&[f32]> = x.iter().map(|c| &c.values()[..batch.num_rows()]).collect();
-        let scored = model.score_columns(&slices, false, threshold, Threads::Rayon)?;
+        let scored = model.score_columns(&value_slices(&x), false, threshold, Threads::Rayon)?;
         let out = append_scores(&batch, schema.clone(), &scored, &valid)?;
         if top > 0 {
             for (i, &ok) in valid.iter().enumerate() {

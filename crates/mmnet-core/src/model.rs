@@ -117,8 +117,7 @@ impl Model {
         threshold: Option<f32>,
     ) -> Result<ScoredBatch> {
         self.check_width(x)?;
-        let need_mse = with_mse || self.score.variant.needs_decoder();
-        let raw = self.kernel().score(x, need_mse);
+        let raw = self.kernel().score(x, self.needs_mse(with_mse));
         self.finish(raw, threshold)
     }
 
@@ -147,9 +146,15 @@ impl Model {
                 got: format!("{} values", c.len()),
             });
         }
-        let need_mse = with_mse || self.score.variant.needs_decoder();
-        let raw = self.kernel().score_columns(cols, need_mse, threads);
+        let raw = self
+            .kernel()
+            .score_columns(cols, self.needs_mse(with_mse), threads);
         self.finish(raw, threshold)
+    }
+
+    /// Whether scoring must run the decoder: asked for, or the configured score needs it.
+    fn needs_mse(&self, with_mse: bool) -> bool {
+        with_mse || self.score.variant.needs_decoder()
     }
 
     /// The scoring kernel for raw rows (scaling included), packed on first use.

@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::adam::Adam;
 use crate::error::{CoreError, Result};
+use crate::experiment::take_rows;
 use crate::kernel::training::StepScratch;
 use crate::loss::LossParts;
 use crate::model::{EpochLoss, Model, Threshold, TrainingSummary, quantile};
@@ -188,12 +189,14 @@ pub fn fit(
     sel.check()?;
     let start = Instant::now();
     let h = sel.split(data.unlabeled.nrows(), data.labeled.nrows(), cfg.train.seed);
-    let rows = |x: ArrayView2<f32>, idx: &[usize]| x.select(Axis(0), idx);
     let (u_train, l_train) = (
-        rows(data.unlabeled, &h.u_train),
-        rows(data.labeled, &h.l_train),
+        take_rows(data.unlabeled, &h.u_train),
+        take_rows(data.labeled, &h.l_train),
     );
-    let (u_val, l_val) = (rows(data.unlabeled, &h.u_val), rows(data.labeled, &h.l_val));
+    let (u_val, l_val) = (
+        take_rows(data.unlabeled, &h.u_val),
+        take_rows(data.labeled, &h.l_val),
+    );
     let probe = fit_once(
         TrainData {
             features: data.features,

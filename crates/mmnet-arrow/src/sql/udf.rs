@@ -12,14 +12,19 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Float32Array};
 use arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result as DfResult, exec_err, plan_err};
+use datafusion::common::{DataFusionError, Result as DfResult, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use mmnet_core::Model;
 use mmnet_core::kernel::Threads;
 
-use crate::features::{f32_columns, is_numeric};
+use crate::features::{f32_columns, is_numeric, value_slices};
+
+/// An error of mmnet's own, as DataFusion carries foreign errors.
+fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
 
 /// Which quantity a UDF returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,11 +172,8 @@ impl ScalarUDFImpl for ModelUdf {
             return exec_err!("{}(): wrong argument count {}", self.name, arrays.len());
         }
         let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-        let external = |e: Box<dyn std::error::Error + Send + Sync>| {
-            datafusion::error::DataFusionError::External(e)
-        };
-        let (cols, valid) = f32_columns(&refs, rows).map_err(|e| external(e.into()))?;
-        let slices: Vec<&[f32]> = cols.iter().map(|c| &c.values()[..rows]).collect();
+        let (cols, valid) = f32_columns(&refs, rows).map_err(external)?;
+        let slices = value_slices(&cols);
         // DataFusion already runs `target_partitions` streams at once, one per tokio worker;
         // each scores its own batches where it runs. Handing a batch to rayon would block the
         // worker until both cores finish it, leaving that stream's next decode waiting
@@ -186,7 +188,7 @@ impl ScalarUDFImpl for ModelUdf {
             .model
             .model
             .score_columns(&slices, false, None, threads)
-            .map_err(|e| external(e.into()))?;
+            .map_err(external)?;
         let floats = |v: &[f32]| -> ArrayRef {
             Arc::new(
                 v.iter()

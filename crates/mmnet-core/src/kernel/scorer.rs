@@ -120,13 +120,21 @@ impl Prescale {
             .zip(&self.lo)
             .zip(&self.scale)
         {
-            let t = match c {
-                Some(c) => c.apply(*v),
-                None => *v,
-            };
-            *v = (t - lo) * scale;
+            *v = scale_value(c.as_ref(), lo, scale, *v);
         }
     }
+}
+
+/// One feature value through the model's scaling: log-compression when the feature has it,
+/// then `(v - lo) * scale`. The one place the rule is written; [`Prescale::apply_row`] and
+/// [`copy_column`] both call it (inlined, so a constant `compress` folds away per column).
+#[inline(always)]
+fn scale_value(compress: Option<&crate::scaler::LogCompress>, lo: f32, scale: f32, v: f32) -> f32 {
+    let t = match compress {
+        Some(c) => c.apply(v),
+        None => v,
+    };
+    (t - lo) * scale
 }
 
 /// Runs `fill` on freshly allocated outputs for `n` rows and returns them.
@@ -169,11 +177,14 @@ fn copy_column<'c>(
         return;
     };
     let (lo, scale) = (p.lo[j], p.scale[j]);
+    // The branch on compression is taken once per column, not per value.
     match &p.compress[j] {
         Some(c) => out
             .zip(col)
-            .for_each(|(o, &v)| *o = (c.apply(v) - lo) * scale),
-        None => out.zip(col).for_each(|(o, &v)| *o = (v - lo) * scale),
+            .for_each(|(o, &v)| *o = scale_value(Some(c), lo, scale, v)),
+        None => out
+            .zip(col)
+            .for_each(|(o, &v)| *o = scale_value(None, lo, scale, v)),
     }
 }
 
@@ -549,28 +560,10 @@ mod tests {
         let mut scaled = Array2::zeros(raw.raw_dim().f());
         scaled.assign(&scaler.transform(raw.view()));
         assert_eq!(plain.score(scaled.view(), true), want);
-        // One slice per feature (Arrow's layout), whole and in parts, agrees as well.
+        // One slice per feature (Arrow's layout), split across rayon's threads, agrees too.
         let cols: Vec<Vec<f32>> = raw.columns().into_iter().map(|c| c.to_vec()).collect();
         let slices: Vec<&[f32]> = cols.iter().map(Vec::as_slice).collect();
-        let n = raw.nrows();
-        let (mut a, mut l, mut k, mut e) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        fused.score_columns_into(
-            &slices,
-            ScoreOut {
-                s_sum: &mut a,
-                m_l: &mut l,
-                s_kl: &mut k,
-                mse: Some(&mut e),
-            },
-            Threads::Rayon,
-        );
-        let all = RawScores {
-            s_sum: a,
-            m_l: l,
-            s_kl: k,
-            mse: Some(e),
-        };
-        assert_eq!(all, want);
+        assert_eq!(fused.score_columns(&slices, true, Threads::Rayon), want);
         // On the calling thread alone: the same numbers.
         assert_eq!(fused.score_columns(&slices, true, Threads::Caller), want);
     }
