@@ -5,6 +5,9 @@
 #
 #   1. throughput: N JSON records are waiting on a 3-partition topic; each operator scores all
 #      of them; a reader on the score topic times first to last arrival (group join excluded).
+#      ROUNDS rounds, mmnet and Python alternating, each into a fresh score topic and group;
+#      the medians are reported (one round's window is about a second for mmnet, and the
+#      machine's noise moves a single round by ~10 %).
 #   2. latency: records offered at RATE/s while the operator is running; p50/p99 of arrival
 #      time minus the input's timestamp (both operators copy it onto their score records),
 #      after the first 10 % (the producer's own start-up holds its first records ~1 s).
@@ -15,6 +18,7 @@ OUT=${2:-out/bench-kafka}
 N=${N:-100000}
 RATE=${RATE:-2000}
 SECONDS_AT_RATE=${SECONDS_AT_RATE:-15}
+ROUNDS=${ROUNDS:-5}
 TANSU=.tools/bin/tansu
 VENV=.tools/bench-venv
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -35,7 +39,9 @@ PIDS=($!)
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 until (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do sleep 0.1; done
-for t in in out_mmnet out_py lat_in_mmnet lat_out_mmnet lat_in_py lat_out_py; do
+TOPICS=(in lat_in_mmnet lat_out_mmnet lat_in_py lat_out_py)
+for r in $(seq 1 "$ROUNDS"); do TOPICS+=("out_mmnet_$r" "out_py_$r"); done
+for t in "${TOPICS[@]}"; do
   $TANSU topic create --broker tcp://$B --partitions 3 $t >/dev/null
 done
 # Tansu answers a fetch only after fetch.wait.max.ms even when data is there (Kafka answers
@@ -62,14 +68,16 @@ start_py() {
 }
 stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 
-say "throughput: mmnet"
-start_mmnet in out_mmnet g_mmnet
-$PY measure --brokers $B --topic out_mmnet --n $N | tee "$OUT/tput_mmnet.json"
-stop "$pid"
-say "throughput: python"
-start_py in out_py g_py
-$PY measure --brokers $B --topic out_py --n $N | tee "$OUT/tput_py.json"
-stop "$pid"
+for r in $(seq 1 "$ROUNDS"); do
+  say "throughput round $r/$ROUNDS: mmnet"
+  start_mmnet in "out_mmnet_$r" "g_mmnet_$r"
+  $PY measure --brokers $B --topic "out_mmnet_$r" --n $N | tee "$OUT/tput_mmnet_$r.json"
+  stop "$pid"
+  say "throughput round $r/$ROUNDS: python"
+  start_py in "out_py_$r" "g_py_$r"
+  $PY measure --brokers $B --topic "out_py_$r" --n $N | tee "$OUT/tput_py_$r.json"
+  stop "$pid"
+done
 
 L=$(( RATE * SECONDS_AT_RATE ))
 for who in mmnet py; do
@@ -85,22 +93,32 @@ for who in mmnet py; do
 done
 
 say "agreement: numpy recomputes mmnet's scores"
-$PY check --model "$OUT/model" --brokers $B --input in --scores out_mmnet --n 5000 --total $N | tee "$OUT/check.json"
+$PY check --model "$OUT/model" --brokers $B --input in --scores out_mmnet_1 --n 5000 --total $N | tee "$OUT/check.json"
 
-python3 - "$OUT" "$N" "$RATE" <<'EOF'
-import json, sys, platform, os
-out, n, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+python3 - "$OUT" "$N" "$RATE" "$ROUNDS" <<'EOF'
+import json, sys, platform, os, statistics
+out, n, rate, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 j = lambda f: json.load(open(f"{out}/{f}"))
-tm, tp, lm, lp, ck = j("tput_mmnet.json"), j("tput_py.json"), j("lat_mmnet.json"), j("lat_py.json"), j("check.json")
-ratio = tm["records_per_s"] / tp["records_per_s"]
+lm, lp, ck = j("lat_mmnet.json"), j("lat_py.json"), j("check.json")
+runs = {w: [j(f"tput_{w}_{r}.json") for r in range(1, rounds + 1)] for w in ("mmnet", "py")}
+rate_of = {w: [x["records_per_s"] for x in runs[w]] for w in runs}
+med = {w: statistics.median(v) for w, v in rate_of.items()}
+tm = {"complete": all(x["complete"] for x in runs["mmnet"])}
+tp = {"complete": all(x["complete"] for x in runs["py"])}
+ratio = med["mmnet"] / med["py"]
+pairs = [a / b for a, b in zip(rate_of["mmnet"], rate_of["py"])]
+fmt = lambda v: ", ".join(f"{x:,.0f}" for x in v)
 lines = [
     f"# Kafka operator benchmark ({n} JSON records, Spambase model, Tansu broker, {os.cpu_count()} cores)",
     "",
     "| | mmnet kafka | Python (confluent-kafka + numpy) | ratio |",
     "|---|---|---|---|",
-    f"| throughput, records/s | {tm['records_per_s']:,.0f} | {tp['records_per_s']:,.0f} | **{ratio:.1f}x** |",
+    f"| throughput, records/s (median of {rounds}) | {med['mmnet']:,.0f} | {med['py']:,.0f} | **{ratio:.2f}x** |",
     f"| latency p50 at {rate}/s, ms | {lm['p50_ms']:.1f} | {lp['p50_ms']:.1f} | |",
     f"| latency p99 at {rate}/s, ms | {lm['p99_ms']:.1f} | {lp['p99_ms']:.1f} | |",
+    "",
+    f"Rounds (mmnet then Python, alternating): mmnet {fmt(rate_of['mmnet'])}; Python {fmt(rate_of['py'])};"
+    f" per-round ratios {', '.join(f'{x:.2f}' for x in pairs)}.",
     "",
     f"Scores agree: numpy recomputed {ck['compared']} of mmnet's scores, max |diff| = {ck['max_abs_diff']:.2e}.",
     f"All records arrived: mmnet {tm['complete']}/{lm['complete']}, python {tp['complete']}/{lp['complete']} (throughput/latency runs).",
