@@ -6,8 +6,8 @@
 #   1. throughput: N JSON records are waiting on a 3-partition topic; each operator scores all
 #      of them; a reader on the score topic times first to last arrival (group join excluded).
 #      ROUNDS rounds, mmnet and Python alternating, each into a fresh score topic and group;
-#      the medians are reported (one round's window is about a second for mmnet, and the
-#      machine's noise moves a single round by ~10 %).
+#      the medians are reported (one round's window is about a second for mmnet, and on a
+#      shared 2-core machine single rounds of the same binary range from ~95k to ~155k/s).
 #   2. latency: records offered at RATE/s while the operator is running; p50/p99 of arrival
 #      time minus the input's timestamp (both operators copy it onto their score records),
 #      after the first 10 % (the producer's own start-up holds its first records ~1 s).
@@ -18,7 +18,7 @@ OUT=${2:-out/bench-kafka}
 N=${N:-100000}
 RATE=${RATE:-2000}
 SECONDS_AT_RATE=${SECONDS_AT_RATE:-15}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-9}
 TANSU=.tools/bin/tansu
 VENV=.tools/bench-venv
 rm -rf "$OUT" && mkdir -p "$OUT"
