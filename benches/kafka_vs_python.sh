@@ -7,7 +7,7 @@
 #      of them; a reader on the score topic times first to last arrival (group join excluded).
 #      ROUNDS rounds, mmnet and Python alternating, each into a fresh score topic and group;
 #      the medians are reported (one round's window is about a second for mmnet, and on a
-#      shared 2-core machine single rounds of the same binary range from ~95k to ~155k/s).
+#      shared 2-core machine single rounds of the same binary ranged from ~95k to ~175k/s).
 #   2. latency: records offered at RATE/s while the operator is running; p50/p99 of arrival
 #      time minus the input's timestamp (both operators copy it onto their score records),
 #      after the first 10 % (the producer's own start-up holds its first records ~1 s).
