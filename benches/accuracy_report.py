@@ -25,14 +25,32 @@ DATASETS = [
     ("arrhythmia", "arrhythmia, 274-col ODDS (128)"),
     ("annthyroid", "annthyroid (128)"),
     ("nslkdd", "nslkdd, attack = 1 (64)"),
+    ("unsw", "unsw_nb15, every category labeled (64)"),
 ]
 VARIANTS = ["default", "combined", "paper", "s_sum", "s_kl", "mse"]
-# The shared datasets, then the two unknown-anomaly settings (one annthyroid type known).
-WITH_KNOWN_TYPES = DATASETS + [
-    ("annthyroid-known1", "annthyroid, known type 1"),
-    ("annthyroid-known2", "annthyroid, known type 2"),
+# The fusions `--score auto` chooses among (crates/mmnet-core/src/select.rs).
+FUSIONS = ["combined", "mse", "mse_kl", "mse_logit", "mse_half_logit", "mse_half_logit_kl"]
+# Datasets of the unknown-type protocol: JSON `<key>-known<K>.json`, K each known type.
+TYPED = [
+    ("annthyroid", "annthyroid (128)", {1: "hyperthyroid", 2: "hypothyroid"}),
+    ("unsw", "unsw_nb15 (64)", {1: "Analysis", 2: "Backdoor", 3: "DoS", 4: "Exploits",
+                               5: "Fuzzers", 6: "Generic", 7: "Reconnaissance",
+                               8: "Shellcode", 9: "Worms"}),
 ]
-PEERS = [("devnet", "DevNet"), ("deepsad", "DeepSAD"), ("iforest", "IsolationForest")]
+
+
+def known_settings():
+    """(json key, label, dataset key, known type) of every unknown-type experiment present."""
+    out = []
+    for key, label, _ in TYPED:
+        for t in range(0, 100):
+            if os.path.exists(os.path.join(OUT, f"{key}-known{t}.json")):
+                out.append((f"{key}-known{t}", f"{key.split('_')[0]}, known type {t}", key, t))
+    return out
+
+
+PEERS = [("devnet", "DevNet"), ("deepsad", "DeepSAD"), ("deepsvdd", "DeepSVDD"),
+         ("iforest", "IsolationForest")]
 
 
 def load(name):
@@ -58,11 +76,32 @@ def stats(runs, variant):
     return (statistics.mean(roc), statistics.pstdev(roc), statistics.mean(pr), statistics.pstdev(pr))
 
 
+def type_runs(doc):
+    """{anomaly type: per-run {variant: (roc, pr)}} of an mmnet or peers JSON."""
+    runs = doc["report"]["runs"] if "report" in doc else doc["runs"]
+    out = {}
+    for r in runs:
+        if "per_type" in r:  # mmnet: per_type[] of {anomaly_type, metrics[]}
+            for t in r["per_type"]:
+                d = {m["variant"]: (m["auc_roc"], m["auc_pr"]) for m in t["metrics"]}
+                out.setdefault(t["anomaly_type"], []).append(d)
+        else:  # peers: metrics[] each with per_type[]
+            by_type = {}
+            for m in r["metrics"]:
+                for t in m.get("per_type", []):
+                    by_type.setdefault(t["anomaly_type"], {})[m["variant"]] = (t["auc_roc"], t["auc_pr"])
+            for t, d in by_type.items():
+                out.setdefault(t, []).append(d)
+    return out
+
+
 def cell(s, which="both"):
     if s is None:
         return "not run"
     if which == "roc":
         return f"{s[0]:.3f} +- {s[1]:.3f}"
+    if which == "roc2":
+        return f"{s[0]:.3f} / {s[2]:.3f}"
     return f"{s[0]:.3f} +- {s[1]:.3f} / {s[2]:.3f} +- {s[3]:.3f}"
 
 
@@ -79,6 +118,11 @@ def variant_table(w, first_header, suffix, missing_rows, variants=VARIANTS):
         runs = runs_of(doc)
         w(f"| {label} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in variants) + " |")
     w("")
+
+
+def with_known_types():
+    """The shared datasets, then every unknown-type setting present."""
+    return DATASETS + [(k, label) for k, label, _, _ in known_settings()]
 
 
 def main():
@@ -101,8 +145,12 @@ def main():
     w("")
     w("| score | definition |")
     w("|---|---|")
-    w("| `default` | what `mmnet_score` is by default (`--score auto`): `combined` or `mse`, whichever ranks held-out labeled anomalies above held-out unlabeled rows better on a validation split of the training data (below) |")
-    w("| `combined` | z(logit(1 - S_sum)) + z(ln MSE) + max(z(-S_KL), 0); z = (x - median) / IQR over D_u at the end of training |")
+    w("| `default` | what `mmnet_score` is by default (`--score auto`): the fusion below that ranks held-out labeled anomalies above held-out unlabeled rows best on a validation split of the training data |")
+    w("| `combined` | z(ln MSE) + z(logit(1 - S_sum)) + max(z(-S_KL), 0); z = (x - median) / IQR over D_u at the end of training |")
+    w("| `mse_kl` | z(ln MSE) + max(z(-S_KL), 0) |")
+    w("| `mse_logit` | z(ln MSE) + z(logit(1 - S_sum)) |")
+    w("| `mse_half_logit` | z(ln MSE) + 0.5 z(logit(1 - S_sum)) |")
+    w("| `mse_half_logit_kl` | z(ln MSE) + 0.5 z(logit(1 - S_sum)) + max(z(-S_KL), 0) |")
     w("| `paper` | -(S_sum + 0.1 S_KL), eq. 19 |")
     w("| `s_sum` | -S_sum, the attention on the normal memory M_u |")
     w("| `s_kl` | -S_KL, the KL divergence of the attention from uniform |")
@@ -116,6 +164,9 @@ def main():
     w("## Default recipe (`--scaling auto`), every score")
     w("")
     variant_table(w, "dataset (memory K+L)", "", missing_rows=True)
+    w("The fusions `--score auto` chooses among, same runs:")
+    w("")
+    variant_table(w, "dataset (memory K+L)", "", missing_rows=False, variants=["default"] + FUSIONS)
 
     w("## Against the targets (default score)")
     w("")
@@ -149,7 +200,7 @@ def main():
     w("")
     w("| dataset | runs | mmnet `default` | " + " | ".join(p for _, p in PEERS) + " | mmnet beats every peer's mean AUC-ROC |")
     w("|---|---|---|" + "---|" * len(PEERS) + "---|")
-    for key, label in WITH_KNOWN_TYPES:
+    for key, label in with_known_types():
         mine, peers = load(key), load("peers-" + key)
         if mine is None or peers is None:
             continue
@@ -166,15 +217,16 @@ def main():
     w("")
     w("`--score auto` (crates/mmnet-core/src/select.rs): before the model is trained, a third of")
     w("D_l (10 of 30) and a fifth of D_u are held out, a first model is trained on the rest,")
-    w("and the candidate (`combined`, then `mse`) with the higher AUC-ROC of held-out labeled")
-    w("anomalies against held-out unlabeled rows becomes `mmnet_score` (ties: AUC-PR, then the")
-    w("first). The returned model is then trained on all of D_u and D_l exactly as without")
-    w("selection (same seed, same weights), so every other column of the tables is unchanged.")
-    w("Validation AUCs (mean over runs, AUC-ROC / AUC-PR) next to the test AUCs of the same runs:")
+    w("and of the six fusions z(ln MSE) + a z(logit) + b max(z(-S_KL), 0), a in {0, 0.5, 1},")
+    w("b in {0, 1}, the one with the highest AUC-ROC of held-out labeled anomalies against")
+    w("held-out unlabeled rows becomes `mmnet_score` (ties: AUC-PR, then the order of the")
+    w("table at the top). The returned model is then trained on all of D_u and D_l exactly as")
+    w("without selection (same seed, same weights), so every other column is unchanged.")
+    w("Test AUC-ROC / AUC-PR of the chosen score next to the fixed ones, same runs:")
     w("")
-    w("| dataset | runs | chosen (runs) | validation combined | validation mse | test combined | test mse | test default |")
+    w("| dataset | runs | chosen (runs) | validation AUC-ROC of the chosen | test default | test combined | test mse | test mse_kl |")
     w("|---|---|---|---|---|---|---|---|")
-    for key, label in WITH_KNOWN_TYPES:
+    for key, label in with_known_types():
         doc = load(key)
         if doc is None:
             continue
@@ -183,37 +235,60 @@ def main():
         if not sel_runs:
             continue
         chosen = Counter(r["selection"]["chosen"] for r in sel_runs)
-        def val(v):
-            vals = [next(c for c in r["selection"]["validation"] if c["variant"] == v) for r in sel_runs]
-            return f"{statistics.mean(c['auc_roc'] for c in vals):.3f} / {statistics.mean(c['auc_pr'] for c in vals):.3f}"
+        val = statistics.mean(
+            next(c["auc_roc"] for c in r["selection"]["validation"] if c["variant"] == r["selection"]["chosen"])
+            for r in sel_runs)
         runs = runs_of(doc)
-        test = lambda v: (lambda s: f"{s[0]:.3f} / {s[2]:.3f}")(stats(runs, v))
+        test = lambda v: (lambda s: f"{s[0]:.3f} / {s[2]:.3f}" if s else "-")(stats(runs, v))
         picks = ", ".join(f"{k} {n}" for k, n in sorted(chosen.items()))
-        w(f"| {label} | {len(sel_runs)} | {picks} | {val('combined')} | {val('mse')} | {test('combined')} | {test('mse')} | {test('default')} |")
+        w(f"| {label} | {len(sel_runs)} | {picks} | {val:.3f} | {test('default')} | {test('combined')} | {test('mse')} | {test('mse_kl')} |")
     w("")
 
-    w("## Unknown anomalies (paper Sec. IV-E) on annthyroid")
+    w("## Anomaly types nobody labeled (paper Sec. IV-E)")
     w("")
-    w("One anomaly type is the known one (its anomalies fill D_l and the contamination of D_u);")
-    w("the test set holds normal rows and the *other* type only. Type 1 = hyperthyroid, 2 =")
-    w("hypothyroid.")
+    w("`mmnet experiment --type-column anomaly_type --known-type K`: the anomalies of type K")
+    w("fill D_l and the contamination of D_u; the test set holds the test normals and every")
+    w("*other* type. This is the field's normal case: a handful of incidents of one kind")
+    w("labeled, the next attack of another kind. Peers are trained on the same exported")
+    w("splits (the semi-supervised ones with the same D_l). AUC-ROC / AUC-PR, all unseen types")
+    w("together:")
     w("")
-    w("| known type (test: the other) | runs | default | combined | s_sum | s_kl | mse | paper |")
-    w("|---|---|---|---|---|---|---|---|")
-    known = {t: runs_of(doc) for t in (1, 2) if (doc := load(f"annthyroid-known{t}")) is not None}
-    for t, runs in known.items():
-        w(f"| {t} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in ["default", "combined", "s_sum", "s_kl", "mse", "paper"]) + " |")
+    cols = ["default"] + FUSIONS + ["s_sum", "s_kl", "paper"]
+    w("| setting | runs | " + " | ".join(cols) + " | " + " | ".join(p for _, p in PEERS) + " | default >= best peer |")
+    w("|---|---|" + "---|" * (len(cols) + len(PEERS) + 1))
+    for key, label, _, _ in known_settings():
+        doc, peers = load(key), load("peers-" + key)
+        runs = runs_of(doc)
+        n = min(len(runs), len(runs_of(peers))) if peers else len(runs)
+        runs = runs[:n]
+        p_runs = runs_of(peers)[:n] if peers else []
+        ps = [stats(p_runs, k) if p_runs else None for k, _ in PEERS]
+        ms = stats(runs, "default")
+        best = max((s[0] for s in ps if s is not None), default=None)
+        verdict = "no peers run" if best is None else ("yes" if ms[0] >= best else f"no ({ms[0]:.3f} < {best:.3f})")
+        w(f"| {label} | {n} | " + " | ".join(cell(stats(runs, v), "roc2") for v in cols) + " | "
+          + " | ".join(cell(s, "roc2") for s in ps) + f" | {verdict} |")
     w("")
-    for t, runs in known.items():
-        kl, ss, co = (stats(runs, v)[0] for v in ("s_kl", "s_sum", "default"))
-        verdict = "ranks the unknown type better than S_sum alone" if kl > ss else "ranks the unknown type worse than S_sum alone"
-        w(f"- Known type {t}, unknown type {3 - t}: S_KL alone {kl:.3f} vs S_sum alone {ss:.3f}: "
-          f"S_KL {verdict}; `default` {co:.3f}.")
+    w("Per unseen type (AUC-ROC of that type's test anomalies against the test normals, mean")
+    w("over runs): an average over types hides the type that is missed.")
     w("")
-    w("In `combined` the S_KL term is only its positive part (attention flatter than on typical")
-    w("training rows), so it never lowers a row's score: where S_KL points the wrong way (known")
-    w("type 2 above) it adds nothing to those anomalies, though it can still raise normal rows")
-    w("whose attention happens to be flat.")
+    pcols = ["default", "combined", "mse", "mse_kl", "s_kl"]
+    w("| setting | unseen type | test anomalies per run | " + " | ".join(pcols) + " | " + " | ".join(p for _, p in PEERS) + " |")
+    w("|---|---|---|" + "---|" * (len(pcols) + len(PEERS)))
+    for key, label, ds, _ in known_settings():
+        names = next(n for k, _, n in TYPED if k == ds)
+        doc, peers = load(key), load("peers-" + key)
+        mt = type_runs(doc)
+        pt = type_runs(peers) if peers else {}
+        counts = {t["anomaly_type"]: t["anomalies"] for t in doc["report"].get("per_type", [])}
+        nruns = len(runs_of(doc))
+        for t in sorted(mt):
+            r = mt[t]
+            pr = pt.get(t, [])
+            pcells = [f"{stats(pr, k)[0]:.3f}" if pr and stats(pr, k) else "-" for k, _ in PEERS]
+            w(f"| {label} | {t} {names.get(t, '')} | {counts.get(t, 0) // max(nruns, 1)} | "
+              + " | ".join(f"{stats(r, v)[0]:.3f}" if stats(r, v) else "-" for v in pcols) + " | "
+              + " | ".join(pcells) + " |")
     w("")
 
     w("## Ablation of the masking strategy on nslkdd (paper Table III)")

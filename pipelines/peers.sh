@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# make peers: DevNet, DeepSAD (deepod) and IsolationForest (pyod) on exactly the splits
+# make peers: DevNet, DeepSAD, DeepSVDD (deepod) and IsolationForest (pyod) on exactly the splits
 # `mmnet experiment` trains on (same seeds), one JSON per dataset under OUT.
 #   RUNS (default 10), NSLKDD_RUNS (default 3: the deep peers take minutes per run there),
-#   EPOCHS for DevNet/DeepSAD (default 100, deepod's default), UNKNOWN_RUNS (default 10),
+#   EPOCHS for DevNet/DeepSAD/DeepSVDD (default 100, deepod's default), UNKNOWN_RUNS (default
+#   10), UNSW_RUNS (default 5) and UNSW_KNOWN (default "3 4 6") as in experiment.sh,
 #   KEEP=1 to skip datasets whose JSON exists.
 set -euo pipefail
 MMNET=${1:-target/release/mmnet}
@@ -25,8 +26,12 @@ peers() { # name runs file [extra args...]
 }
 peers spambase "$RUNS" spambase.npz
 peers arrhythmia "$RUNS" arrhythmia.npz
-peers annthyroid "$RUNS" annthyroid_typed.npz --exclude anomaly_type
+peers annthyroid "$RUNS" annthyroid_typed.npz --type-column anomaly_type
 for t in 1 2; do
   peers "annthyroid-known$t" "${UNKNOWN_RUNS:-10}" annthyroid_typed.npz --type-column anomaly_type --known-type "$t"
 done
+for t in ${UNSW_KNOWN:-3 4 6}; do
+  peers "unsw-known$t" "${UNSW_RUNS:-5}" unsw_nb15_typed.parquet --type-column anomaly_type --known-type "$t"
+done
 if [ "$NSLKDD_RUNS" -gt 0 ]; then peers nslkdd "$NSLKDD_RUNS" nslkdd.parquet; fi
+peers unsw "${UNSW_RUNS:-5}" unsw_nb15_typed.parquet --type-column anomaly_type

@@ -71,9 +71,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
             ds.labels.iter().filter(|&&l| l).count(),
             model.score.variant.name()
         );
-        println!("{:<10} {:>8} {:>8}", "score", "AUC-ROC", "AUC-PR");
+        println!("{:<18} {:>8} {:>8}", "score", "AUC-ROC", "AUC-PR");
         for m in &metrics {
-            println!("{:<10} {:>8.4} {:>8.4}", m.variant, m.auc_roc, m.auc_pr);
+            println!("{:<18} {:>8.4} {:>8.4}", m.variant, m.auc_roc, m.auc_pr);
         }
     }
     Ok(())

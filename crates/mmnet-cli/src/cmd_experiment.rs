@@ -34,12 +34,24 @@ pub struct ExperimentArgs {
     /// Share of anomalies in D_u.
     #[arg(long, default_value_t = 0.02)]
     pub contamination: f64,
-    /// Column with the anomaly type (for the known/unknown protocol).
-    #[arg(long, requires = "known_type")]
+    /// Column with the anomaly type (integers): test AUCs are also reported per type, and
+    /// --known-type / --known-types run the known/unknown-type protocol on it.
+    #[arg(long)]
     pub type_column: Option<String>,
-    /// The anomaly type labeled in training; the test set holds the other types.
-    #[arg(long, requires = "type_column")]
-    pub known_type: Option<i64>,
+    /// Known/unknown-type protocol, each listed type known in turn (`3`, `3,4,6`, or `all`
+    /// for every anomaly type): its anomalies fill D_l and the contamination of D_u, and the
+    /// test set holds the normals and the *other* types only, reported type by type.
+    #[arg(
+        long,
+        requires = "type_column",
+        value_delimiter = ',',
+        conflicts_with = "known_types"
+    )]
+    pub known_type: Vec<String>,
+    /// Known/unknown-type protocol with several types known together (`--known-types 3,4`):
+    /// one setting whose training anomalies are of any listed type.
+    #[arg(long, requires = "type_column", value_delimiter = ',')]
+    pub known_types: Vec<i64>,
     /// Write each run's D_u, D_l and test set (raw features + labels, Parquet) under
     /// DIR/run<N>/, for running other detectors on identical splits.
     #[arg(long)]
@@ -69,30 +81,144 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             features: None,
         },
     )?;
-    let known = match (&ds.types, a.known_type) {
-        (Some(t), Some(k)) => {
-            if !t.iter().zip(&ds.labels).any(|(&ty, &l)| l && ty == k) {
-                anyhow::bail!(
-                    "no anomaly has `{}` = {k}",
-                    a.type_column.as_deref().unwrap_or_default()
-                );
-            }
-            Some(KnownType { types: t, known: k })
-        }
-        _ => None,
-    };
     let protocol = ProtocolConfig {
         labeled: a.labeled,
         contamination: a.contamination,
         ..Default::default()
     };
-    if let Some(dir) = &a.export_splits {
-        export_splits(dir, &ds, known, &protocol, a.runs, a.seed)?;
-        println!("splits of {} runs written under {}", a.runs, dir.display());
-        if a.export_only {
-            return Ok(());
+    let settings = known_settings(&a, &ds)?;
+    let mut docs = Vec::with_capacity(settings.len());
+    for known_set in &settings {
+        let known = known_set.as_ref().map(|k| KnownType {
+            types: ds.types.as_deref().unwrap_or_default(),
+            known: k,
+        });
+        let label = known.map(|k| {
+            format!(
+                "known{}",
+                k.known
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join("-")
+            )
+        });
+        if let Some(dir) = &a.export_splits {
+            // One setting keeps DIR/run<N>/; several get DIR/known<K>/run<N>/.
+            let dir = match (&label, settings.len()) {
+                (Some(l), n) if n > 1 => dir.join(l),
+                _ => dir.clone(),
+            };
+            export_splits(&dir, &ds, known, &protocol, a.runs, a.seed)?;
+            println!("splits of {} runs written under {}", a.runs, dir.display());
+            if a.export_only {
+                continue;
+            }
+        }
+        docs.push(run_setting(&a, &ds, known, &protocol, &fit_cfg)?);
+    }
+    if let Some(path) = &a.json
+        && !docs.is_empty()
+    {
+        // One setting: the document itself (the format reports have always read); several:
+        // one document per setting under `experiments`.
+        let doc = if docs.len() == 1 {
+            docs.pop().unwrap_or_default()
+        } else {
+            serde_json::json!({ "experiments": docs })
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The known-type settings asked for: `[None]` without --known-type(s), else one set of
+/// known types per setting. `all` expands to every anomaly type; with `all`, a type with
+/// too few anomalies for the protocol is skipped with a note, while a listed type that has
+/// none is an error.
+fn known_settings(a: &ExperimentArgs, ds: &mmnet_arrow::Dataset) -> Result<Vec<Option<Vec<i64>>>> {
+    let column = a.type_column.as_deref().unwrap_or_default();
+    let Some(types) = ds.types.as_deref() else {
+        return Ok(vec![None]);
+    };
+    let count = |k: i64| {
+        types
+            .iter()
+            .zip(&ds.labels)
+            .filter(|&(&t, &l)| l && t == k)
+            .count()
+    };
+    let check = |k: i64| -> Result<()> {
+        if count(k) == 0 {
+            let present = anomaly_types(types, &ds.labels);
+            anyhow::bail!("no anomaly has `{column}` = {k} (anomaly types present: {present:?})");
+        }
+        Ok(())
+    };
+    if !a.known_types.is_empty() {
+        for &k in &a.known_types {
+            check(k)?;
+        }
+        return Ok(vec![Some(a.known_types.clone())]);
+    }
+    if a.known_type.is_empty() {
+        return Ok(vec![None]);
+    }
+    let mut out = Vec::new();
+    for v in &a.known_type {
+        if v == "all" {
+            for k in anomaly_types(types, &ds.labels) {
+                // The training share of the type must cover D_l (test_fraction = 0.2).
+                let train = count(k) - (count(k) as f64 * 0.2).round() as usize;
+                if train < a.labeled {
+                    println!(
+                        "skipping known type {k}: {train} training anomalies, fewer than --labeled {}",
+                        a.labeled
+                    );
+                    continue;
+                }
+                out.push(Some(vec![k]));
+            }
+        } else {
+            let k: i64 = v.parse().with_context(|| {
+                format!("--known-type: `{v}` is neither an integer type nor `all`")
+            })?;
+            check(k)?;
+            out.push(Some(vec![k]));
         }
     }
+    if out.is_empty() {
+        anyhow::bail!(
+            "--known-type all: no anomaly type has {} training anomalies",
+            a.labeled
+        );
+    }
+    Ok(out)
+}
+
+/// Distinct anomaly types of the anomalous rows, sorted.
+fn anomaly_types(types: &[i64], labels: &[bool]) -> Vec<i64> {
+    let mut v: Vec<i64> = types
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l)
+        .map(|(&t, _)| t)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Runs one setting's experiment, prints it and returns its JSON document.
+fn run_setting(
+    a: &ExperimentArgs,
+    ds: &mmnet_arrow::Dataset,
+    known: Option<KnownType<'_>>,
+    protocol: &ProtocolConfig,
+    fit_cfg: &mmnet_core::FitConfig,
+) -> Result<serde_json::Value> {
     println!(
         "{}: {} rows, {} features, {} anomalies; memory {} (K = L = {}), {} epochs, {} runs{}",
         a.data.display(),
@@ -104,8 +230,8 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         a.model.epochs,
         a.runs,
         known.map_or(String::new(), |k| format!(
-            "; known anomaly type {}",
-            k.known
+            "; known anomaly type {} (the test set holds the other types)",
+            k.describe()
         ))
     );
     let runs = a.runs;
@@ -118,9 +244,10 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         ds.x.view(),
         &ds.labels,
         &ds.features,
+        ds.types.as_deref(),
         known,
-        &protocol,
-        &fit_cfg,
+        protocol,
+        fit_cfg,
         runs,
         a.seed,
         &mut bar,
@@ -144,30 +271,54 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         },
     )?;
     bar.finish();
-    println!("\n{:<10} {:>17} {:>17}", "score", "AUC-ROC", "AUC-PR");
+    println!("\n{:<18} {:>17} {:>17}", "score", "AUC-ROC", "AUC-PR");
     for s in &report.summary {
         println!(
-            "{:<10} {:>8.4} +- {:.4} {:>8.4} +- {:.4}",
+            "{:<18} {:>8.4} +- {:.4} {:>8.4} +- {:.4}",
             s.variant, s.auc_roc.mean, s.auc_roc.std, s.auc_pr.mean, s.auc_pr.std
         );
     }
-    if let Some(path) = &a.json {
-        let doc = serde_json::json!({
-            "data": a.data,
-            "runs": a.runs,
-            "seed": a.seed,
-            "labeled": a.labeled,
-            "contamination": a.contamination,
-            "memory_size": a.model.memory_size,
-            "epochs": a.model.epochs,
-            "known_type": a.known_type,
-            "report": report,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("JSON written to {}", path.display());
+    print_per_type(&report, a.type_column.as_deref().unwrap_or("type"));
+    Ok(serde_json::json!({
+        "data": a.data,
+        "runs": a.runs,
+        "seed": a.seed,
+        "labeled": a.labeled,
+        "contamination": a.contamination,
+        "memory_size": a.model.memory_size,
+        "epochs": a.model.epochs,
+        "type_column": a.type_column,
+        // A single known type stays a number, as in reports written before --known-types.
+        "known_type": known.and_then(|k| (k.known.len() == 1).then(|| k.known[0])),
+        "known_types": known.map(|k| k.known.to_vec()),
+        "report": report,
+    }))
+}
+
+/// AUC-ROC per test anomaly type (mean over runs) of the default and every variant.
+fn print_per_type(report: &mmnet_core::experiment::ExperimentReport, column: &str) {
+    let Some(first) = report.per_type.first() else {
+        return;
+    };
+    let names: Vec<&str> = first.variants.iter().map(|v| v.variant.as_str()).collect();
+    println!(
+        "\nAUC-ROC per test anomaly type (its anomalies against the test normals, mean over runs):"
+    );
+    print!("{:<12} {:>9}", column, "anomalies");
+    for n in &names {
+        print!(" {n:>10}");
     }
-    Ok(())
+    println!();
+    for t in &report.per_type {
+        print!("{:<12} {:>9}", t.anomaly_type, t.anomalies);
+        for n in &names {
+            match t.variants.iter().find(|v| v.variant == *n) {
+                Some(v) => print!(" {:>10.4}", v.auc_roc.mean),
+                None => print!(" {:>10}", "-"),
+            }
+        }
+        println!();
+    }
 }
 
 /// Writes every run's split: `unlabeled.parquet` (D_u), `labeled.parquet` (D_l),
@@ -192,12 +343,24 @@ fn export_splits(
             |rows: &[usize]| -> Vec<i8> { rows.iter().map(|&i| ds.labels[i] as i8).collect() };
         let write = |name: &str, rows: &[usize], label: Vec<i8>| -> Result<()> {
             let x = take_rows(ds.x.view(), rows);
-            mmnet_arrow::write::write_matrix(
-                &rdir.join(name),
-                &ds.features,
-                x.view(),
-                &[("label", label), ("true_label", truth(rows))],
-            )?;
+            let mut extra = vec![("label", label), ("true_label", truth(rows))];
+            // The anomaly type, for per-type evaluation of the test set; training files
+            // carry it too (a detector must not train on it, like `true_label`).
+            if let Some(t) = &ds.types {
+                let ty = rows
+                    .iter()
+                    .map(|&i| {
+                        i8::try_from(t[i]).map_err(|_| {
+                            anyhow::anyhow!(
+                                "anomaly type {} of row {i} does not fit the exported int8 `anomaly_type` column (-128..=127)",
+                                t[i]
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<i8>>>()?;
+                extra.push(("anomaly_type", ty));
+            }
+            mmnet_arrow::write::write_matrix(&rdir.join(name), &ds.features, x.view(), &extra)?;
             Ok(())
         };
         write(

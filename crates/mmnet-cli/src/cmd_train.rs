@@ -28,10 +28,12 @@ pub struct ModelOpts {
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
-    /// Score reported as mmnet_score: auto (default: combined or mse, whichever separates
-    /// held-out labeled anomalies from held-out unlabeled rows better, at the cost of one
-    /// extra training run on 2/3 of the labels), combined (robust z-scores of the anomaly
-    /// log-odds, ln MSE and -S_KL), paper (eq. 19), s_sum, s_kl, mse or calibrated.
+    /// Score reported as mmnet_score: auto (default: of the fusions mse, mse_kl,
+    /// mse_half_logit, mse_half_logit_kl, mse_logit and combined, the one that separates
+    /// held-out labeled anomalies from held-out unlabeled rows best, near-ties going to the
+    /// first, at the cost of one extra training run on 2/3 of the labels), one of those
+    /// fusions (robust z-scores of ln MSE, the anomaly log-odds and -S_KL), paper (eq. 19),
+    /// s_sum, s_kl or calibrated.
     #[arg(long, default_value = "auto", value_parser = parse_choice)]
     pub score: ScoreChoice,
     /// lambda in the paper's score S = -(S_sum + lambda S_KL).

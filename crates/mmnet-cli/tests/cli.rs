@@ -204,10 +204,27 @@ fn train_score_eval_over_csv_and_parquet() {
     let out = ok(&["eval", "--model", p(&model), "--data", p(&csv), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["rows"], 300);
-    // Every variant, the default first.
-    assert_eq!(v["metrics"].as_array().unwrap().len(), 6);
-    assert_eq!(v["metrics"][0]["variant"], "combined");
-    assert_eq!(v["default_score"], "combined");
+    // Every variant; the default is one of the six fusions `--score auto` chooses among.
+    assert_eq!(v["metrics"].as_array().unwrap().len(), 10);
+    assert!(
+        v["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["variant"] == v["default_score"])
+    );
+    let fusions = [
+        "mse",
+        "mse_kl",
+        "mse_half_logit",
+        "mse_half_logit_kl",
+        "mse_logit",
+        "combined",
+    ];
+    assert!(
+        fusions.contains(&v["default_score"].as_str().unwrap()),
+        "{v}"
+    );
     for m in v["metrics"].as_array().unwrap() {
         let auc = m["auc_roc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&auc));
@@ -629,11 +646,14 @@ fn explain_one_row_as_text_and_json() {
         "--row",
         "20",
     ]);
-    for needle in [
-        "mmnet_score (combined)",
-        "most attended memory items",
-        "share",
-    ] {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
+            .unwrap();
+    let chosen = format!(
+        "mmnet_score ({})",
+        manifest["score"]["variant"].as_str().unwrap()
+    );
+    for needle in [chosen.as_str(), "most attended memory items", "share"] {
         assert!(text.contains(needle), "{text}");
     }
     let json = ok(&[
@@ -691,5 +711,134 @@ fn explain_one_row_as_text_and_json() {
             "200",
         ],
         &["t.csv", "row 200 does not exist", "200 rows"],
+    );
+}
+
+/// A CSV with three features, a label and an anomaly-type column: 400 normal rows (type 0),
+/// 50 anomalies of each of types 1 to 3 (each off in its own feature) and 10 of type 4.
+fn write_typed_csv(dir: &Path) -> PathBuf {
+    let mut s = String::from("a,b,c,label,kind\n");
+    let mut row = 0usize;
+    let mut push = |s: &mut String, kind: usize| {
+        let mut v = [0.0f64; 3];
+        for (j, x) in v.iter_mut().enumerate() {
+            *x = 1.0 + ((row * 7 + j * 13) % 17) as f64 / 17.0;
+        }
+        if (1..=3).contains(&kind) {
+            v[kind - 1] += 4.0;
+        } else if kind == 4 {
+            v = [6.0, 6.0, 6.0];
+        }
+        writeln!(s, "{},{},{},{},{kind}", v[0], v[1], v[2], (kind > 0) as u8).unwrap();
+        row += 1;
+    };
+    for _ in 0..400 {
+        push(&mut s, 0);
+    }
+    for kind in 1..=3 {
+        for _ in 0..50 {
+            push(&mut s, kind);
+        }
+    }
+    for _ in 0..10 {
+        push(&mut s, 4);
+    }
+    let p = dir.join("typed.csv");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+/// Types of the per-type entries of one experiment document.
+fn reported_types(doc: &serde_json::Value) -> Vec<i64> {
+    doc["report"]["per_type"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["anomaly_type"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn experiment_reports_unseen_types_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_typed_csv(dir.path());
+    let json = dir.path().join("e.json");
+    let base = [
+        "experiment",
+        "--data",
+        p(&data),
+        "--type-column",
+        "kind",
+        "--runs",
+        "1",
+        "--epochs",
+        "2",
+        "--memory-size",
+        "8",
+        "--quiet",
+        "--json",
+        p(&json),
+    ];
+    // Each listed type known in turn: one document per setting, the known type never among
+    // the reported (unseen) ones.
+    let out = ok(&[&base[..], &["--known-type", "1,2"]].concat());
+    assert!(
+        out.contains("known anomaly type 1 (the test set holds the other types)"),
+        "{out}"
+    );
+    assert!(out.contains("known anomaly type 2"), "{out}");
+    assert!(out.contains("AUC-ROC per test anomaly type"), "{out}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let exps = doc["experiments"].as_array().unwrap();
+    assert_eq!(exps.len(), 2);
+    assert_eq!(exps[0]["known_type"], 1);
+    assert_eq!(reported_types(&exps[0]), vec![2, 3, 4]);
+    assert_eq!(reported_types(&exps[1]), vec![1, 3, 4]);
+    // Every variant and `default` is evaluated per type.
+    let v = &exps[0]["report"]["per_type"][0]["variants"];
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["variant"] == "default")
+    );
+
+    // Two types known together: one setting, only the other types tested.
+    ok(&[&base[..], &["--known-types", "1,3"]].concat());
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["known_types"], serde_json::json!([1, 3]));
+    assert_eq!(reported_types(&doc), vec![2, 4]);
+
+    // `all`: every type with enough anomalies for the protocol; type 4 (8 training
+    // anomalies for 30 labeled) is skipped with a note.
+    let out = ok(&[&base[..], &["--known-type", "all"]].concat());
+    assert!(
+        out.contains("skipping known type 4: 8 training anomalies, fewer than --labeled 30"),
+        "{out}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["experiments"].as_array().unwrap().len(), 3);
+
+    // The type column alone: the usual protocol, AUCs per type of every anomaly.
+    ok(&base);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(reported_types(&doc), vec![1, 2, 3, 4]);
+
+    // Bad settings: clear errors naming the column and the value.
+    fails(
+        &[&base[..], &["--known-type", "7"]].concat(),
+        &["no anomaly has `kind` = 7", "[1, 2, 3, 4]"],
+    );
+    fails(
+        &[&base[..], &["--known-type", "dos"]].concat(),
+        &["`dos` is neither an integer type nor `all`"],
+    );
+    fails(
+        &[&base[..], &["--known-type", "4"]].concat(),
+        &["fewer than the 30 labeled anomalies"],
     );
 }

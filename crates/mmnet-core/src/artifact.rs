@@ -241,7 +241,7 @@ fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
         let cal = m.score.calibration.as_ref();
         let missing = match m.score.variant {
             ScoreVariant::Calibrated => cal.is_none(),
-            ScoreVariant::Combined => cal.is_none_or(|c| c.logit_anomaly_mass.is_none()),
+            v if v.fusion_weights().is_some() => cal.is_none_or(|c| c.logit_anomaly_mass.is_none()),
             _ => false,
         };
         if missing {

@@ -41,6 +41,32 @@ pub struct RunResult {
     /// The validation split's measurements and choice, when the score was selected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selection: Option<SelectionReport>,
+    /// With anomaly types: every variant on the test normals against each type's test
+    /// anomalies alone, because an average over types hides the type that is missed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_type: Vec<TypeMetrics>,
+}
+
+/// Metrics of the test normals against the test anomalies of one type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypeMetrics {
+    /// The anomaly type.
+    pub anomaly_type: i64,
+    /// Its anomalies in the test set.
+    pub anomalies: usize,
+    /// Every variant, then `default`, as in [`RunResult::metrics`].
+    pub metrics: Vec<VariantMetrics>,
+}
+
+/// Summary of one anomaly type over all runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypeSummary {
+    /// The anomaly type.
+    pub anomaly_type: i64,
+    /// Test anomalies of the type, summed over runs.
+    pub anomalies: usize,
+    /// Per-variant mean and std over the runs whose test set held the type.
+    pub variants: Vec<VariantSummary>,
 }
 
 /// Mean and standard deviation (population, as numpy's default) of a metric over runs.
@@ -83,6 +109,9 @@ pub struct ExperimentReport {
     pub runs: Vec<RunResult>,
     /// Per-variant mean and std.
     pub summary: Vec<VariantSummary>,
+    /// Per anomaly type of the test sets (with anomaly types only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_type: Vec<TypeSummary>,
 }
 
 /// Name of the metrics entry holding the model's configured score (`mmnet_score`).
@@ -100,12 +129,15 @@ pub fn take_rows(x: ArrayView2<f32>, rows: &[usize]) -> Array2<f32> {
 }
 
 /// Runs `runs` repetitions of the protocol; `on_run` sees each result as it completes and
-/// `observer` sees training progress.
+/// `observer` sees training progress. With `types` (each row's anomaly type), every run is
+/// also evaluated per type of its test anomalies; `known` restricts training anomalies to
+/// some types (the unknown-type protocol).
 #[allow(clippy::too_many_arguments)]
 pub fn run_experiment(
     x: ArrayView2<f32>,
     labels: &[bool],
     features: &[String],
+    types: Option<&[i64]>,
     known: Option<KnownType<'_>>,
     protocol: &ProtocolConfig,
     fit_cfg: &FitConfig,
@@ -140,16 +172,13 @@ pub fn run_experiment(
             &cfg,
             observer,
         )?;
-        let mut metrics = evaluate_variants(&model.score_all_variants(xt.view())?, &yt)?;
-        let configured = metrics
-            .iter()
-            .find(|m| m.variant == model.score.variant.name())
-            .cloned()
-            .ok_or_else(|| CoreError::Internal("configured score not evaluated".into()))?;
-        metrics.push(VariantMetrics {
-            variant: DEFAULT.into(),
-            ..configured
-        });
+        let scores = model.score_all_variants(xt.view())?;
+        let chosen = model.score.variant.name();
+        let metrics = with_default(evaluate_variants(&scores, &yt)?, chosen)?;
+        let per_type = match types {
+            Some(t) => per_type_metrics(&scores, &yt, &take_types(t, &s.test), chosen)?,
+            None => Vec::new(),
+        };
         let r = RunResult {
             run,
             seed,
@@ -158,32 +187,112 @@ pub fn run_experiment(
             train_seconds: model.training.wall_seconds,
             metrics,
             selection: model.score.selection.clone(),
+            per_type,
         };
         on_run(&r);
         results.push(r);
     }
-    let summary = ScoreVariant::ALL
+    let summary = summarise(results.iter().map(|r| r.metrics.as_slice()));
+    let mut seen: Vec<i64> = results
         .iter()
-        .map(|v| v.name())
-        .chain([DEFAULT])
-        .map(|name| {
-            let pick = |f: fn(&VariantMetrics) -> f64| -> Vec<f64> {
+        .flat_map(|r| r.per_type.iter().map(|t| t.anomaly_type))
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    let per_type = seen
+        .into_iter()
+        .map(|ty| {
+            let of_type = || {
                 results
                     .iter()
-                    .filter_map(|r| r.metrics.iter().find(|m| m.variant == name).map(f))
-                    .collect()
+                    .flat_map(|r| r.per_type.iter().filter(|t| t.anomaly_type == ty))
             };
-            VariantSummary {
-                variant: name.into(),
-                auc_roc: MeanStd::of(&pick(|m| m.auc_roc)),
-                auc_pr: MeanStd::of(&pick(|m| m.auc_pr)),
+            TypeSummary {
+                anomaly_type: ty,
+                anomalies: of_type().map(|t| t.anomalies).sum(),
+                variants: summarise(of_type().map(|t| t.metrics.as_slice())),
             }
         })
         .collect();
     Ok(ExperimentReport {
         runs: results,
         summary,
+        per_type,
     })
+}
+
+/// Mean and std over runs of every variant (and `default`) found in `runs`.
+fn summarise<'a>(runs: impl Iterator<Item = &'a [VariantMetrics]> + Clone) -> Vec<VariantSummary> {
+    ScoreVariant::ALL
+        .iter()
+        .map(|v| v.name())
+        .chain([DEFAULT])
+        .filter_map(|name| {
+            let pick = |f: fn(&VariantMetrics) -> f64| -> Vec<f64> {
+                runs.clone()
+                    .filter_map(|m| m.iter().find(|m| m.variant == name).map(f))
+                    .collect()
+            };
+            let roc = pick(|m| m.auc_roc);
+            (!roc.is_empty()).then(|| VariantSummary {
+                variant: name.into(),
+                auc_roc: MeanStd::of(&roc),
+                auc_pr: MeanStd::of(&pick(|m| m.auc_pr)),
+            })
+        })
+        .collect()
+}
+
+/// Appends a `default` entry: a copy of the configured variant's metrics.
+fn with_default(mut metrics: Vec<VariantMetrics>, chosen: &str) -> Result<Vec<VariantMetrics>> {
+    let configured = metrics
+        .iter()
+        .find(|m| m.variant == chosen)
+        .cloned()
+        .ok_or_else(|| CoreError::Internal("configured score not evaluated".into()))?;
+    metrics.push(VariantMetrics {
+        variant: DEFAULT.into(),
+        ..configured
+    });
+    Ok(metrics)
+}
+
+fn take_types(types: &[i64], rows: &[usize]) -> Vec<i64> {
+    rows.iter().map(|&i| types[i]).collect()
+}
+
+/// Every variant's metrics on the normals of the test set against each anomaly type's rows
+/// alone (`labels` and `types` are per test row).
+pub fn per_type_metrics(
+    scores: &[(ScoreVariant, Vec<f32>)],
+    labels: &[bool],
+    types: &[i64],
+    chosen: &str,
+) -> Result<Vec<TypeMetrics>> {
+    let mut present: Vec<i64> = (0..labels.len())
+        .filter(|&i| labels[i])
+        .map(|i| types[i])
+        .collect();
+    present.sort_unstable();
+    present.dedup();
+    present
+        .into_iter()
+        .map(|ty| {
+            let rows: Vec<usize> = (0..labels.len())
+                .filter(|&i| !labels[i] || types[i] == ty)
+                .collect();
+            let sub: Vec<(ScoreVariant, Vec<f32>)> = scores
+                .iter()
+                .map(|(v, s)| (*v, rows.iter().map(|&i| s[i]).collect()))
+                .collect();
+            let y: Vec<bool> = rows.iter().map(|&i| labels[i]).collect();
+            Ok(TypeMetrics {
+                anomaly_type: ty,
+                anomalies: y.iter().filter(|&&b| b).count(),
+                metrics: with_default(evaluate_variants(&sub, &y)?, chosen)?,
+            })
+        })
+        .collect()
 }
 
 /// AUC-ROC and AUC-PR of each (variant, scores) pair against `labels`.

@@ -2,9 +2,10 @@
 //! D_u = every training normal plus training anomalies making up `contamination` of D_u;
 //! D_l = `labeled` further training anomalies; the rest of the training anomalies unused.
 //!
-//! With a known type (Sec. IV-E), the anomalies that enter training (D_l and the
-//! contamination of D_u) are all of the known type, and the test set keeps the test normals
-//! and only the anomalies of the *other* types.
+//! With known types (Sec. IV-E), the anomalies that enter training (D_l and the
+//! contamination of D_u) are all of a known type, and the test set keeps the test normals
+//! and only the anomalies of the *other* types: what an operator faces after labeling a
+//! few incidents of one or two kinds.
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -33,13 +34,26 @@ impl Default for ProtocolConfig {
     }
 }
 
-/// Known/unknown anomaly setting: per-row type and the type treated as known.
+/// Known/unknown anomaly setting: per-row type and the types treated as known.
 #[derive(Debug, Clone, Copy)]
 pub struct KnownType<'a> {
     /// Anomaly type of every row (ignored for normal rows).
     pub types: &'a [i64],
-    /// The known type.
-    pub known: i64,
+    /// The known types (one or more); anomalies of any other type are unseen in training.
+    pub known: &'a [i64],
+}
+
+impl KnownType<'_> {
+    /// Whether row `i`'s anomaly type is a known one.
+    pub fn is_known(&self, i: usize) -> bool {
+        self.known.contains(&self.types[i])
+    }
+
+    /// The known types as `1` or `1, 2`, for messages and reports.
+    pub fn describe(&self) -> String {
+        let v: Vec<String> = self.known.iter().map(|k| k.to_string()).collect();
+        v.join(", ")
+    }
 }
 
 /// Row indices of one run's three sets.
@@ -85,13 +99,18 @@ pub fn split(
     let (test_norm, train_norm) = normals.split_at(n_test_norm);
     let (test_anom, train_anom) = anomalies.split_at(n_test_anom);
 
-    let is_known = |i: &usize| known.is_none_or(|k| k.types[*i] == k.known);
+    if let Some(k) = known
+        && k.known.is_empty()
+    {
+        return Err(CoreError::param("known types", "needs at least one type"));
+    }
+    let is_known = |i: &usize| known.is_none_or(|k| k.is_known(*i));
     let train_pool: Vec<usize> = train_anom.iter().copied().filter(is_known).collect();
     if train_pool.len() < cfg.labeled {
         return Err(CoreError::Data(format!(
             "the training split has {} anomalies{}, fewer than the {} labeled anomalies asked for",
             train_pool.len(),
-            known.map_or(String::new(), |k| format!(" of type {}", k.known)),
+            known.map_or(String::new(), |k| format!(" of type {}", k.describe())),
             cfg.labeled
         )));
     }
@@ -107,7 +126,7 @@ pub fn split(
         test_anom
             .iter()
             .copied()
-            .filter(|i| known.is_none_or(|k| k.types[*i] != k.known)),
+            .filter(|i| known.is_none_or(|k| !k.is_known(*i))),
     );
     test.sort_unstable();
     let mut labeled = labeled.to_vec();
@@ -173,7 +192,7 @@ mod tests {
             .collect();
         let k = KnownType {
             types: &types,
-            known: 1,
+            known: &[1],
         };
         let s = split(&l, Some(k), &ProtocolConfig::default(), 3).unwrap();
         assert!(s.labeled.iter().all(|&i| types[i] == 1));
@@ -185,6 +204,31 @@ mod tests {
         );
         assert!(s.test.iter().filter(|&&i| l[i]).all(|&i| types[i] == 2));
         assert!(s.test.iter().any(|&i| l[i]));
+    }
+
+    #[test]
+    fn two_known_types_leave_the_third_for_testing() {
+        let l = labels(500, 300);
+        let types: Vec<i64> = (0..800)
+            .map(|i| if i < 500 { 0 } else { 1 + (i % 3) as i64 })
+            .collect();
+        let k = KnownType {
+            types: &types,
+            known: &[1, 3],
+        };
+        let s = split(&l, Some(k), &ProtocolConfig::default(), 5).unwrap();
+        let train_anom = s.labeled.iter().chain(&s.unlabeled).filter(|&&i| l[i]);
+        assert!(train_anom.clone().all(|&i| types[i] != 2));
+        // Both known types are drawn, not just the first one listed.
+        for t in [1, 3] {
+            assert!(s.labeled.iter().any(|&i| types[i] == t), "type {t}");
+        }
+        assert!(s.test.iter().filter(|&&i| l[i]).all(|&i| types[i] == 2));
+        let none = KnownType {
+            types: &types,
+            known: &[],
+        };
+        assert!(split(&l, Some(none), &ProtocolConfig::default(), 5).is_err());
     }
 
     #[test]

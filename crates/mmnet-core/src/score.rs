@@ -5,7 +5,10 @@
 //! - `paper`: S = -(S_sum + lambda S_KL) (eq. 19);
 //! - `s_sum`: -S_sum (S_sum = attention on the normal memory M_u, eq. 17);
 //! - `s_kl`: -S_KL (S_KL = KL(u || w), eq. 18; low for unknown anomalies);
-//! - `mse`: mean squared reconstruction error (needs the decoder).
+//! - `mse`: mean squared reconstruction error (needs the decoder);
+//! - `combined` and the other fusions: robust z-scores of ln(MSE), the log-odds of
+//!   addressing M_l and the positive part of -S_KL, with fixed weights (see [`Calibration`]
+//!   and [`ScoreVariant::fusion_weights`]).
 //!
 //! The raw S_sum and S_KL are reported as they are defined in the paper.
 
@@ -36,17 +39,30 @@ pub enum ScoreVariant {
     /// standardised with the median and IQR of the unlabeled training rows, summed with
     /// equal weights; the S_KL term counts only when positive (see [`Calibration`]).
     Combined,
+    /// z(ln MSE) + max(z(-S_KL), 0): the error plus flat attention, nothing of what the
+    /// labels taught (for anomalies unlike the labeled ones).
+    MseKl,
+    /// z(ln MSE) + z(logit(1 - S_sum)): `combined` without the S_KL term.
+    MseLogit,
+    /// z(ln MSE) + 0.5 z(logit(1 - S_sum)): the labels' evidence at half weight.
+    MseHalfLogit,
+    /// z(ln MSE) + 0.5 z(logit(1 - S_sum)) + max(z(-S_KL), 0).
+    MseHalfLogitKl,
 }
 
 impl ScoreVariant {
     /// Every variant, in report order.
-    pub const ALL: [ScoreVariant; 6] = [
+    pub const ALL: [ScoreVariant; 10] = [
         ScoreVariant::Combined,
         ScoreVariant::Paper,
         ScoreVariant::SSum,
         ScoreVariant::SKl,
         ScoreVariant::Mse,
         ScoreVariant::Calibrated,
+        ScoreVariant::MseKl,
+        ScoreVariant::MseLogit,
+        ScoreVariant::MseHalfLogit,
+        ScoreVariant::MseHalfLogitKl,
     ];
 
     /// The name used in the CLI, the manifest and reports.
@@ -58,6 +74,23 @@ impl ScoreVariant {
             ScoreVariant::Mse => "mse",
             ScoreVariant::Calibrated => "calibrated",
             ScoreVariant::Combined => "combined",
+            ScoreVariant::MseKl => "mse_kl",
+            ScoreVariant::MseLogit => "mse_logit",
+            ScoreVariant::MseHalfLogit => "mse_half_logit",
+            ScoreVariant::MseHalfLogitKl => "mse_half_logit_kl",
+        }
+    }
+
+    /// The weights (log-odds, S_KL) of a fusion z(ln MSE) + a z(logit) + b max(z(-S_KL), 0),
+    /// or `None` for a variant that is not one. `combined` is (1, 1).
+    pub fn fusion_weights(self) -> Option<(f32, f32)> {
+        match self {
+            ScoreVariant::Combined => Some((1.0, 1.0)),
+            ScoreVariant::MseKl => Some((0.0, 1.0)),
+            ScoreVariant::MseLogit => Some((1.0, 0.0)),
+            ScoreVariant::MseHalfLogit => Some((0.5, 0.0)),
+            ScoreVariant::MseHalfLogitKl => Some((0.5, 1.0)),
+            _ => None,
         }
     }
 
@@ -68,10 +101,8 @@ impl ScoreVariant {
 
     /// Whether computing this variant needs the decoder.
     pub fn needs_decoder(self) -> bool {
-        matches!(
-            self,
-            ScoreVariant::Mse | ScoreVariant::Calibrated | ScoreVariant::Combined
-        )
+        matches!(self, ScoreVariant::Mse | ScoreVariant::Calibrated)
+            || self.fusion_weights().is_some()
     }
 }
 
@@ -252,15 +283,22 @@ impl RawScores {
                     .map(|(&s, &m)| c.neg_s_sum.z(-s) + c.log_mse.z(ln_mse(m)))
                     .collect()
             }
-            ScoreVariant::Combined => {
+            fused => {
+                let (a, b) = fused.fusion_weights()?;
                 let c = cfg.calibration?;
                 let lg = c.logit_anomaly_mass?;
                 let mse = self.mse.as_ref()?;
                 (0..self.s_sum.len())
                     .map(|i| {
-                        lg.z(logit_anomaly_mass(self.m_l[i], self.s_sum[i]))
-                            + c.log_mse.z(ln_mse(mse[i]))
-                            + c.neg_s_kl.z(-self.s_kl[i]).max(0.0)
+                        // A zero weight skips its term (no 0 * value arithmetic to reason about).
+                        let mut v = c.log_mse.z(ln_mse(mse[i]));
+                        if a != 0.0 {
+                            v += a * lg.z(logit_anomaly_mass(self.m_l[i], self.s_sum[i]));
+                        }
+                        if b != 0.0 {
+                            v += b * c.neg_s_kl.z(-self.s_kl[i]).max(0.0);
+                        }
+                        v
                     })
                     .collect()
             }
@@ -384,6 +422,47 @@ mod tests {
         let mut old = cfg.clone();
         old.calibration.as_mut().unwrap().logit_anomaly_mass = None;
         assert_eq!(raw.variant(ScoreVariant::Combined, &old), None);
+    }
+
+    #[test]
+    fn fusions_weigh_their_three_terms() {
+        let raw = RawScores {
+            s_sum: vec![0.999, 0.99, 0.9, 0.5, 0.999_9],
+            m_l: vec![1e-3, 1e-2, 0.1, 0.5, 1e-4],
+            s_kl: vec![3.0, 5.0, 1.0, 2.0, 4.0],
+            mse: Some(vec![2.0, 1.0, 5.0, 3.0, 4.0]),
+        };
+        let cfg = ScoreConfig {
+            calibration: raw.calibration(),
+            ..Default::default()
+        };
+        let c = cfg.calibration.unwrap();
+        let lg = c.logit_anomaly_mass.unwrap();
+        let fused = ScoreVariant::ALL
+            .into_iter()
+            .filter(|v| v.fusion_weights().is_some());
+        let mut n = 0;
+        for v in fused {
+            let (a, b) = v.fusion_weights().unwrap();
+            let got = raw.variant(v, &cfg).unwrap();
+            for i in 0..raw.len() {
+                let want = c.log_mse.z(ln_mse(raw.mse.as_ref().unwrap()[i]))
+                    + a * lg.z(logit_anomaly_mass(raw.m_l[i], raw.s_sum[i]))
+                    + b * c.neg_s_kl.z(-raw.s_kl[i]).max(0.0);
+                assert!((got[i] - want).abs() < 1e-5, "{} row {i}", v.name());
+            }
+            assert!(v.needs_decoder());
+            n += 1;
+        }
+        assert_eq!(n, 5);
+        // `mse_kl` never reads the attention mass: rows that differ only there tie.
+        let mut twin = raw.clone();
+        twin.m_l[0] = 0.4;
+        twin.s_sum[0] = 0.6;
+        assert_eq!(
+            raw.variant(ScoreVariant::MseKl, &cfg).unwrap()[0],
+            twin.variant(ScoreVariant::MseKl, &cfg).unwrap()[0]
+        );
     }
 
     #[test]
