@@ -9,7 +9,7 @@
 #                 Exploits, Generic; `mmnet experiment --known-type all` runs every one)
 #   NSLKDD_RUNS   runs on nslkdd (default RUNS; ~3 min each)
 #   ABLATION_RUNS runs per masking strategy on nslkdd (default 3; a run takes ~3 min)
-#   ONLY          space-separated subset of: main unknown ablation (default all)
+#   ONLY          space-separated subset of: main minmax unknown ablation (default all)
 #   KEEP=1        skip experiments whose JSON already exists (resume an interrupted run)
 set -euo pipefail
 MMNET=${1:-target/release/mmnet}
@@ -21,7 +21,7 @@ UNSW_RUNS=${UNSW_RUNS:-5}
 UNSW_KNOWN=${UNSW_KNOWN:-3 4 6}
 ABLATION_RUNS=${ABLATION_RUNS:-3}
 NSLKDD_RUNS=${NSLKDD_RUNS:-$RUNS}
-ONLY=${ONLY:-main unknown ablation}
+ONLY=${ONLY:-main minmax unknown ablation}
 mkdir -p "$OUT"
 run() { # name runs file memory [extra args...]
   local name=$1 runs=$2 file=$3 mem=$4; shift 4
@@ -36,6 +36,8 @@ if want main; then
   run spambase "$RUNS" spambase.npz 32
   run arrhythmia "$RUNS" arrhythmia.npz 128
   run annthyroid "$RUNS" annthyroid_typed.npz 128 --type-column anomaly_type
+fi
+if want minmax; then
   # The literal recipe beside the default: plain min-max scaling.
   run spambase-minmax "$RUNS" spambase.npz 32 --scaling minmax
   run arrhythmia-minmax "$RUNS" arrhythmia.npz 128 --scaling minmax

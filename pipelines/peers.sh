@@ -4,7 +4,8 @@
 #   RUNS (default 10), NSLKDD_RUNS (default 3: the deep peers take minutes per run there),
 #   EPOCHS for DevNet/DeepSAD/DeepSVDD (default 100, deepod's default), UNKNOWN_RUNS (default
 #   10), UNSW_RUNS (default 5) and UNSW_KNOWN (default "3 4 6") as in experiment.sh,
-#   KEEP=1 to skip datasets whose JSON exists.
+#   KEEP=1 to skip datasets whose JSON exists, PEERS_ONLY="name ..." to run only those
+#   (names as in the JSON files: spambase, annthyroid-known1, unsw-known3, ...).
 set -euo pipefail
 MMNET=${1:-target/release/mmnet}
 DATA=${2:-../shared/data}
@@ -19,6 +20,7 @@ peers() { # name runs file [extra args...]
   local name=$1 runs=$2 file=$3; shift 3
   if [ ! -f "$DATA/$file" ]; then echo "skip $name: $DATA/$file not found"; return; fi
   if [ "${KEEP:-0}" = 1 ] && [ -f "$OUT/peers-$name.json" ]; then echo "keep peers $name"; return; fi
+  if [ -n "${PEERS_ONLY:-}" ]; then case " $PEERS_ONLY " in *" $name "*) ;; *) return;; esac; fi
   echo "== peers $name"
   "$MMNET" experiment --data "$DATA/$file" --runs "$runs" --export-splits "out/splits/$name" \
     --export-only --quiet "$@" >/dev/null

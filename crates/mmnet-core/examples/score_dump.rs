@@ -20,8 +20,10 @@ use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn read(path: &str) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn read(path: &str) -> Res<Vec<u8>> {
+    std::fs::read(path).map_err(|e| format!("{path}: {e}").into())
 }
 
 fn raw_json(r: &RawScores) -> serde_json::Value {
@@ -77,30 +79,35 @@ fn synthetic(u: ArrayView2<f32>, seed: u64) -> Vec<(&'static str, Array2<f32>)> 
     ]
 }
 
-fn main() {
+fn main() -> Res<()> {
     let a: Vec<String> = std::env::args().collect();
+    if a.len() < 6 {
+        return Err("usage: score_dump PREFIX MEMORY RUNS KNOWN|- OUTDIR [EPOCHS]".into());
+    }
     let (prefix, mem, runs, known, out) = (
         &a[1],
-        a[2].parse::<usize>().unwrap(),
-        a[3].parse::<usize>().unwrap(),
+        a[2].parse::<usize>()?,
+        a[3].parse::<usize>()?,
         &a[4],
         &a[5],
     );
-    let epochs = a.get(6).map_or(200, |e| e.parse().unwrap());
-    let meta: serde_json::Value = serde_json::from_slice(&read(&format!("{prefix}.json"))).unwrap();
+    let epochs = match a.get(6) {
+        Some(e) => e.parse()?,
+        None => 200,
+    };
+    let meta: serde_json::Value = serde_json::from_slice(&read(&format!("{prefix}.json"))?)?;
     let (n, d) = (
-        meta["rows"].as_u64().unwrap() as usize,
-        meta["cols"].as_u64().unwrap() as usize,
+        meta["rows"].as_u64().ok_or("meta: rows")? as usize,
+        meta["cols"].as_u64().ok_or("meta: cols")? as usize,
     );
-    let xb = read(&format!("{prefix}.x.f32"));
+    let xb = read(&format!("{prefix}.x.f32"))?;
     let x = Array2::from_shape_vec(
         (n, d),
         xb.chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
-    )
-    .unwrap();
-    let labels: Vec<bool> = read(&format!("{prefix}.y.i8"))
+    )?;
+    let labels: Vec<bool> = read(&format!("{prefix}.y.i8"))?
         .iter()
         .map(|&v| v == 1)
         .collect();
@@ -110,17 +117,20 @@ fn main() {
     let known_list: Vec<i64> = if known == "-" {
         Vec::new()
     } else {
-        known.split(',').map(|k| k.parse().unwrap()).collect()
+        known
+            .split(',')
+            .map(|k| k.parse())
+            .collect::<Result<_, _>>()?
     };
     let known = (!known_list.is_empty()).then(|| KnownType {
         types: &types,
         known: &known_list,
     });
     let features: Vec<String> = (0..d).map(|j| format!("f{j}")).collect();
-    std::fs::create_dir_all(out).unwrap();
+    std::fs::create_dir_all(out)?;
     for run in 0..runs {
         let seed = run_seed(0, run);
-        let s = split(&labels, known, &ProtocolConfig::default(), seed).unwrap();
+        let s = split(&labels, known, &ProtocolConfig::default(), seed)?;
         let (xu, xl) = (
             take_rows(x.view(), &s.unlabeled),
             take_rows(x.view(), &s.labeled),
@@ -145,30 +155,28 @@ fn main() {
             take_rows(xl.view(), &h.l_val),
         );
         let t0 = std::time::Instant::now();
-        let data = |u: &Array2<f32>, l: &Array2<f32>| -> (Array2<f32>, Array2<f32>) {
-            (u.clone(), l.clone())
-        };
-        let (pu, pl) = data(&ut, &lt);
+        // The probe `--score auto` trains: the same rows, seed and settings.
         let probe = mmnet_core::fit(
             TrainData {
                 features: &features,
-                unlabeled: pu.view(),
-                labeled: pl.view(),
+                unlabeled: ut.view(),
+                labeled: lt.view(),
             },
             &cfg,
             &mut Silent,
-        )
-        .unwrap();
+        )?;
         let probe_s = t0.elapsed().as_secs_f64();
-        let raw = |m: &mmnet_core::Model, v: ArrayView2<f32>| m.score(v, true, None).unwrap().raw;
+        let raw = |m: &mmnet_core::Model, v: ArrayView2<f32>| -> Res<RawScores> {
+            Ok(m.score(v, true, None)?.raw)
+        };
         let mut pj = serde_json::json!({
-            "u_train": raw_json(&raw(&probe, ut.view())),
-            "u_val": raw_json(&raw(&probe, uv.view())),
-            "l_val": raw_json(&raw(&probe, lv.view())),
-            "l_train": raw_json(&raw(&probe, lt.view())),
+            "u_train": raw_json(&raw(&probe, ut.view())?),
+            "u_val": raw_json(&raw(&probe, uv.view())?),
+            "l_val": raw_json(&raw(&probe, lv.view())?),
+            "l_train": raw_json(&raw(&probe, lt.view())?),
         });
         for (name, sx) in synthetic(uv.view(), seed) {
-            pj[format!("syn_{name}")] = raw_json(&raw(&probe, sx.view()));
+            pj[format!("syn_{name}")] = raw_json(&raw(&probe, sx.view())?);
         }
         let t1 = std::time::Instant::now();
         let model = mmnet_core::fit(
@@ -179,8 +187,7 @@ fn main() {
             },
             &cfg,
             &mut Silent,
-        )
-        .unwrap();
+        )?;
         let final_s = t1.elapsed().as_secs_f64();
         let xt = take_rows(x.view(), &s.test);
         // ENSEMBLE=M: M - 1 more final models, other seeds, same split.
@@ -200,11 +207,10 @@ fn main() {
                 },
                 &c,
                 &mut Silent,
-            )
-            .unwrap();
+            )?;
             extra.push(serde_json::json!({
-                "u": raw_json(&raw(&m, xu.view())),
-                "test": raw_json(&raw(&m, xt.view())),
+                "u": raw_json(&raw(&m, xu.view())?),
+                "test": raw_json(&raw(&m, xt.view())?),
             }));
         }
         let doc = serde_json::json!({
@@ -213,16 +219,16 @@ fn main() {
             "split": {"unlabeled": s.unlabeled, "labeled": s.labeled, "test": s.test},
             "probe": pj,
             "final": {
-                "u": raw_json(&raw(&model, xu.view())),
-                "l": raw_json(&raw(&model, xl.view())),
-                "test": raw_json(&raw(&model, xt.view())),
+                "u": raw_json(&raw(&model, xu.view())?),
+                "l": raw_json(&raw(&model, xl.view())?),
+                "test": raw_json(&raw(&model, xt.view())?),
                 "test_label": s.test.iter().map(|&i| labels[i] as u8).collect::<Vec<_>>(),
                 "test_type": s.test.iter().map(|&i| types.get(i).copied().unwrap_or(0)).collect::<Vec<_>>(),
             },
         });
-        let mut f = std::fs::File::create(format!("{out}/run{run}.json")).unwrap();
-        f.write_all(serde_json::to_string(&doc).unwrap().as_bytes())
-            .unwrap();
+        let mut f = std::fs::File::create(format!("{out}/run{run}.json"))?;
+        f.write_all(serde_json::to_string(&doc)?.as_bytes())?;
         eprintln!("{out} run {run}: probe {probe_s:.1} s, final {final_s:.1} s");
     }
+    Ok(())
 }

@@ -445,11 +445,11 @@ mod tests {
         for v in fused {
             let (a, b) = v.fusion_weights().unwrap();
             let got = raw.variant(v, &cfg).unwrap();
-            for i in 0..raw.len() {
+            for (i, g) in got.iter().enumerate() {
                 let want = c.log_mse.z(ln_mse(raw.mse.as_ref().unwrap()[i]))
                     + a * lg.z(logit_anomaly_mass(raw.m_l[i], raw.s_sum[i]))
                     + b * c.neg_s_kl.z(-raw.s_kl[i]).max(0.0);
-                assert!((got[i] - want).abs() < 1e-5, "{} row {i}", v.name());
+                assert!((g - want).abs() < 1e-5, "{} row {i}", v.name());
             }
             assert!(v.needs_decoder());
             n += 1;

@@ -54,7 +54,7 @@ pub struct Selection {
     /// kind are ranked (nearly) perfectly by several candidates (UNSW-NB15 with `Generic`
     /// known: 0.991 to 0.993 for five of six), validation carries no evidence about which
     /// generalises, and the score that leans least on the labels is the safer bet for kinds
-    /// nobody labeled (there: 0.849 against 0.716 for the strict maximum).
+    /// nobody labeled (there, two runs: 0.840 against 0.774 for the strict maximum).
     pub tolerance: f64,
     /// Below this many labeled rows there is too little to validate on and the first
     /// candidate is used without a validation run. Default 9 (3 held out).
