@@ -306,15 +306,16 @@ fn print_per_type(report: &mmnet_core::experiment::ExperimentReport, column: &st
     );
     print!("{:<12} {:>9}", column, "anomalies");
     for n in &names {
-        print!(" {n:>10}");
+        print!(" {n:>w$}", w = n.len().max(8));
     }
     println!();
     for t in &report.per_type {
         print!("{:<12} {:>9}", t.anomaly_type, t.anomalies);
         for n in &names {
+            let w = n.len().max(8);
             match t.variants.iter().find(|v| v.variant == *n) {
-                Some(v) => print!(" {:>10.4}", v.auc_roc.mean),
-                None => print!(" {:>10}", "-"),
+                Some(v) => print!(" {:>w$.4}", v.auc_roc.mean),
+                None => print!(" {:>w$}", "-"),
             }
         }
         println!();
