@@ -318,3 +318,33 @@ pub fn evaluate_variants(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_type_metrics_rank_each_type_against_the_normals_alone() {
+        // Four normals at 0..4; type 1 scores above every normal, type 2 below every one.
+        let labels = [false, false, false, false, true, true, true];
+        let types = [0, 0, 0, 0, 1, 1, 2];
+        let s = vec![0.0, 1.0, 2.0, 3.0, 10.0, 11.0, -1.0];
+        let scores = vec![
+            (ScoreVariant::Mse, s.clone()),
+            (ScoreVariant::SSum, s.iter().map(|v| -v).collect()),
+        ];
+        let t = per_type_metrics(&scores, &labels, &types, "mse").unwrap();
+        assert_eq!(t.iter().map(|t| t.anomaly_type).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!((t[0].anomalies, t[1].anomalies), (2, 1));
+        let roc =
+            |t: &TypeMetrics, v: &str| t.metrics.iter().find(|m| m.variant == v).unwrap().auc_roc;
+        assert_eq!(roc(&t[0], "mse"), 1.0);
+        assert_eq!(roc(&t[1], "mse"), 0.0);
+        assert_eq!(roc(&t[1], "s_sum"), 1.0);
+        // `default` copies the configured variant.
+        assert_eq!(roc(&t[0], DEFAULT), roc(&t[0], "mse"));
+        // Over all anomalies the two types average out, which is what the table avoids.
+        let all = evaluate_variants(&scores, &labels).unwrap();
+        assert!((all[0].auc_roc - 2.0 / 3.0).abs() < 1e-12, "{all:?}");
+    }
+}
