@@ -302,7 +302,7 @@ fn print_per_type(report: &mmnet_core::experiment::ExperimentReport, column: &st
     };
     let names: Vec<&str> = first.variants.iter().map(|v| v.variant.as_str()).collect();
     println!(
-        "\nAUC-ROC per test anomaly type (its anomalies against the test normals, mean over runs):"
+        "\nAUC-ROC per test anomaly type (its anomalies against the test normals, mean over runs; `anomalies` counts them over all runs):"
     );
     print!("{:<12} {:>9}", column, "anomalies");
     for n in &names {
