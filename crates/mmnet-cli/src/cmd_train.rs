@@ -30,7 +30,7 @@ pub struct ModelOpts {
     pub learning_rate: f64,
     /// Score reported as mmnet_score: auto (default: of the fusions mse, mse_kl,
     /// mse_half_logit, mse_half_logit_kl, mse_logit and combined, the one that separates
-    /// held-out labeled anomalies from held-out unlabeled rows best, near-ties going to the
+    /// held-out labeled anomalies from held-out unlabeled rows best, exact ties going to the
     /// first, at the cost of one extra training run on 2/3 of the labels), one of those
     /// fusions (robust z-scores of ln MSE, the anomaly log-odds and -S_KL), paper (eq. 19),
     /// s_sum, s_kl or calibrated.
