@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use mmnet_arrow::{DatasetSpec, load_dataset};
+use mmnet_core::experiment::anomaly_types;
 use mmnet_core::protocol::{KnownType, ProtocolConfig};
 
 use crate::cmd_train::ModelOpts;
@@ -86,7 +87,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         contamination: a.contamination,
         ..Default::default()
     };
-    let settings = known_settings(&a, &ds)?;
+    let settings = known_settings(&a, &ds, &protocol)?;
     let mut docs = Vec::with_capacity(settings.len());
     for known_set in &settings {
         let known = known_set.as_ref().map(|k| KnownType {
@@ -138,7 +139,11 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
 /// known types per setting. `all` expands to every anomaly type; with `all`, a type with
 /// too few anomalies for the protocol is skipped with a note, while a listed type that has
 /// none is an error.
-fn known_settings(a: &ExperimentArgs, ds: &mmnet_arrow::Dataset) -> Result<Vec<Option<Vec<i64>>>> {
+fn known_settings(
+    a: &ExperimentArgs,
+    ds: &mmnet_arrow::Dataset,
+    protocol: &ProtocolConfig,
+) -> Result<Vec<Option<Vec<i64>>>> {
     let column = a.type_column.as_deref().unwrap_or_default();
     let Some(types) = ds.types.as_deref() else {
         return Ok(vec![None]);
@@ -170,8 +175,8 @@ fn known_settings(a: &ExperimentArgs, ds: &mmnet_arrow::Dataset) -> Result<Vec<O
     for v in &a.known_type {
         if v == "all" {
             for k in anomaly_types(types, &ds.labels) {
-                // The training share of the type must cover D_l (test_fraction = 0.2).
-                let train = count(k) - (count(k) as f64 * 0.2).round() as usize;
+                // The training share of the type must cover D_l (as protocol::split cuts it).
+                let train = count(k) - (count(k) as f64 * protocol.test_fraction).round() as usize;
                 if train < a.labeled {
                     println!(
                         "skipping known type {k}: {train} training anomalies, fewer than --labeled {}",
@@ -196,19 +201,6 @@ fn known_settings(a: &ExperimentArgs, ds: &mmnet_arrow::Dataset) -> Result<Vec<O
         );
     }
     Ok(out)
-}
-
-/// Distinct anomaly types of the anomalous rows, sorted.
-fn anomaly_types(types: &[i64], labels: &[bool]) -> Vec<i64> {
-    let mut v: Vec<i64> = types
-        .iter()
-        .zip(labels)
-        .filter(|(_, l)| **l)
-        .map(|(&t, _)| t)
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
 }
 
 /// Runs one setting's experiment, prints it and returns its JSON document.

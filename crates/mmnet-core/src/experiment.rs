@@ -261,6 +261,19 @@ fn take_types(types: &[i64], rows: &[usize]) -> Vec<i64> {
     rows.iter().map(|&i| types[i]).collect()
 }
 
+/// Distinct anomaly types of the anomalous rows (`labels[i]`), sorted.
+pub fn anomaly_types(types: &[i64], labels: &[bool]) -> Vec<i64> {
+    let mut v: Vec<i64> = types
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l)
+        .map(|(&t, _)| t)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Every variant's metrics on the normals of the test set against each anomaly type's rows
 /// alone (`labels` and `types` are per test row).
 pub fn per_type_metrics(
@@ -269,13 +282,7 @@ pub fn per_type_metrics(
     types: &[i64],
     chosen: &str,
 ) -> Result<Vec<TypeMetrics>> {
-    let mut present: Vec<i64> = (0..labels.len())
-        .filter(|&i| labels[i])
-        .map(|i| types[i])
-        .collect();
-    present.sort_unstable();
-    present.dedup();
-    present
+    anomaly_types(types, labels)
         .into_iter()
         .map(|ty| {
             let rows: Vec<usize> = (0..labels.len())
