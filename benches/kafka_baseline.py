@@ -107,7 +107,8 @@ class Model:
         if self.variant == "calibrated":
             return self.z("neg_s_sum", -s_sum) + self.z("log_mse", ln_mse), s_sum, s_kl
         # Both masses summed directly, as mmnet does (1 - S_sum loses them to rounding).
-        floor = np.float32(1e-7)
+        # The model's recorded guard (1e-7 in models from before it was recorded).
+        floor = np.float32(self.cal.get("logit_guard", 1e-7))
         m_l = a[:, self.k :].sum(axis=1)
         logit = np.log(np.maximum(m_l, floor)) - np.log(np.maximum(s_sum, floor))
         score = (self.z("logit_anomaly_mass", logit) + self.z("log_mse", ln_mse)

@@ -1,6 +1,6 @@
 import numpy as np, json, glob, sys, os
 from sklearn.metrics import roc_auc_score as auc, average_precision_score as ap
-G=1e-7
+G=1e-12  # score::LOGIT_GUARD (1e-7 before session 8)
 def arr(d): return {k:(np.array(v,dtype=np.float64) if v is not None else None) for k,v in d.items()}
 def feats(r):
     lg = np.log(np.maximum(r["m_l"],G)) - np.log(np.maximum(r["s_sum"],G))
@@ -8,7 +8,11 @@ def feats(r):
 def stats(ref):
     f = feats(ref); out={}
     for k,v in f.items():
-        q1,q2,q3 = np.percentile(v,[25,50,75]); out[k]=(q2,max(q3-q1,1e-12))
+        # score::RobustStats::of: the IQR, or a wider range rescaled where the IQR is ~0.
+        q = np.percentile(v,[1,5,25,50,75,95,99]); sp = q[4]-q[2]
+        if sp < 1e-6: sp = (q[5]-q[1])*1.349/3.290
+        if sp < 1e-6: sp = (q[6]-q[0])*1.349/4.653
+        out[k]=(q[3],max(sp,1e-12))
     return out
 def z(f,st):
     return {k:(f[k]-st[k][0])/st[k][1] for k in f}

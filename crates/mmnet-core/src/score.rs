@@ -112,18 +112,35 @@ impl ScoreVariant {
 pub struct RobustStats {
     /// Median.
     pub median: f32,
-    /// Interquartile range (floored at a tiny positive value).
+    /// Interquartile range (floored at a tiny positive value), or a wider range rescaled to
+    /// it where the IQR is degenerate (see [`RobustStats::of`]).
     pub iqr: f32,
 }
 
+/// A spread below this (on the log scales the fusions use) counts as degenerate.
+const DEGENERATE_SPREAD: f32 = 1e-6;
+
 impl RobustStats {
-    /// Median and IQR of `v` (finite values only).
+    /// Median and spread of `v` (finite values only). The spread is the IQR, unless more
+    /// than half the rows share one value (the IQR is then ~0 and a z-score would blow one
+    /// term of a fusion up until it alone ranks every row): then the 5-95 % range, then the
+    /// 1-99 % range, each rescaled to what the IQR of a normal distribution with that range
+    /// would be, so the terms of a fusion keep comparable weights. Seen on nslkdd and
+    /// unsw_nb15, where > 90 % of the unlabeled rows put (almost) no attention on M_l.
     pub fn of(v: &[f32]) -> Option<RobustStats> {
-        let median = crate::model::quantile(v, 0.5)?;
-        let iqr = crate::model::quantile(v, 0.75)? - crate::model::quantile(v, 0.25)?;
+        let q = |p: f64| crate::model::quantile(v, p);
+        let median = q(0.5)?;
+        // Normal IQR / normal central range: 1.349 / 3.290 (5-95 %), 1.349 / 4.653 (1-99 %).
+        let mut spread = q(0.75)? - q(0.25)?;
+        for (lo, hi, ratio) in [(0.05, 0.95, 1.349 / 3.290), (0.01, 0.99, 1.349 / 4.653)] {
+            if spread >= DEGENERATE_SPREAD {
+                break;
+            }
+            spread = (q(hi)? - q(lo)?) * ratio;
+        }
         Some(RobustStats {
             median,
-            iqr: iqr.max(1e-12),
+            iqr: spread.max(1e-12),
         })
     }
 
@@ -165,6 +182,17 @@ pub struct Calibration {
     /// Of logit(1 - S_sum) (absent in models from before the `combined` score).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logit_anomaly_mass: Option<RobustStats>,
+    /// The guard of [`logit_anomaly_mass`] these statistics were computed with (absent in
+    /// models from before it was recorded: [`LEGACY_LOGIT_GUARD`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_guard: Option<f32>,
+}
+
+impl Calibration {
+    /// The guard to score this model's log-odds with.
+    pub fn logit_guard(&self) -> f32 {
+        self.logit_guard.unwrap_or(LEGACY_LOGIT_GUARD)
+    }
 }
 
 /// ln(MSE), guarded so a perfect reconstruction stays finite: the scale on which
@@ -173,21 +201,29 @@ fn ln_mse(mse: f32) -> f32 {
     (mse + 1e-12).ln()
 }
 
-/// Smallest attention mass kept apart from 0 in [`logit_anomaly_mass`]: below it, a mass
-/// carries no ranking information worth having.
-const LOGIT_CLAMP: f32 = 1e-7;
+/// Smallest attention mass kept apart from 0 in [`logit_anomaly_mass`] in models trained
+/// since the guard was lowered: the same 1e-12 as the paper's log guard of S_KL. A row's M_l
+/// mass spans many orders of magnitude below 1e-7 (on nslkdd and unsw_nb15 most unlabeled
+/// rows sit there), and those orders rank rows: the old 1e-7 folded > 90 % of them into one
+/// value (docs/ACCURACY.md, "Session 8").
+pub const LOGIT_GUARD: f32 = 1e-12;
+
+/// The guard of models whose manifest does not record one (trained before it was lowered);
+/// their calibration statistics were computed with it, so they are scored with it.
+pub const LEGACY_LOGIT_GUARD: f32 = 1e-7;
 
 /// ln(M_l mass / M_u mass) = logit(1 - S_sum): the log-odds that a row addresses the anomaly
-/// memory M_l. Why a logit: S_sum is a probability mass that saturates near 1 for most normal
-/// rows, and the differences that rank rows (0.999 vs 0.99999) are invisible on the raw scale
-/// but are orders of magnitude apart on the log-odds scale.
+/// memory M_l, each mass floored at `guard`. Why a logit: S_sum is a probability mass that
+/// saturates near 1 for most normal rows, and the differences that rank rows (0.999 vs
+/// 0.99999) are invisible on the raw scale but are orders of magnitude apart on the log-odds
+/// scale.
 ///
 /// Both masses are sums of their own attention weights, not `1 - S_sum`: in f32, 1 - S_sum
 /// of a saturated row is a multiple of 6e-8, so a mass of 1e-6 carried 6 % rounding noise
 /// that ranked rows and made two correct implementations disagree (seen: 0.17 in the
 /// combined score between mmnet and numpy on the same weights).
-pub fn logit_anomaly_mass(m_l: f32, s_sum: f32) -> f32 {
-    m_l.max(LOGIT_CLAMP).ln() - s_sum.max(LOGIT_CLAMP).ln()
+pub fn logit_anomaly_mass(m_l: f32, s_sum: f32, guard: f32) -> f32 {
+    m_l.max(guard).ln() - s_sum.max(guard).ln()
 }
 
 /// The configured score of a model.
@@ -255,9 +291,10 @@ impl RawScores {
                     .m_l
                     .iter()
                     .zip(&self.s_sum)
-                    .map(|(&a, &s)| logit_anomaly_mass(a, s))
+                    .map(|(&a, &s)| logit_anomaly_mass(a, s, LOGIT_GUARD))
                     .collect::<Vec<_>>(),
             ),
+            logit_guard: Some(LOGIT_GUARD),
         })
     }
 
@@ -287,13 +324,14 @@ impl RawScores {
                 let (a, b) = fused.fusion_weights()?;
                 let c = cfg.calibration?;
                 let lg = c.logit_anomaly_mass?;
+                let guard = c.logit_guard();
                 let mse = self.mse.as_ref()?;
                 (0..self.s_sum.len())
                     .map(|i| {
                         // A zero weight skips its term (no 0 * value arithmetic to reason about).
                         let mut v = c.log_mse.z(ln_mse(mse[i]));
                         if a != 0.0 {
-                            v += a * lg.z(logit_anomaly_mass(self.m_l[i], self.s_sum[i]));
+                            v += a * lg.z(logit_anomaly_mass(self.m_l[i], self.s_sum[i], guard));
                         }
                         if b != 0.0 {
                             v += b * c.neg_s_kl.z(-self.s_kl[i]).max(0.0);
@@ -447,7 +485,7 @@ mod tests {
             let got = raw.variant(v, &cfg).unwrap();
             for (i, g) in got.iter().enumerate() {
                 let want = c.log_mse.z(ln_mse(raw.mse.as_ref().unwrap()[i]))
-                    + a * lg.z(logit_anomaly_mass(raw.m_l[i], raw.s_sum[i]))
+                    + a * lg.z(logit_anomaly_mass(raw.m_l[i], raw.s_sum[i], LOGIT_GUARD))
                     + b * c.neg_s_kl.z(-raw.s_kl[i]).max(0.0);
                 assert!((g - want).abs() < 1e-5, "{} row {i}", v.name());
             }
@@ -466,17 +504,92 @@ mod tests {
     }
 
     #[test]
+    fn robust_spread_widens_where_most_rows_tie() {
+        // An ordinary sample: the IQR.
+        let v: Vec<f32> = (0..100).map(|i| i as f32).collect();
+        let st = RobustStats::of(&v).unwrap();
+        let iqr =
+            crate::model::quantile(&v, 0.75).unwrap() - crate::model::quantile(&v, 0.25).unwrap();
+        assert_eq!(st.iqr, iqr);
+        // 80 of 100 rows share one value: the IQR is 0, the 5-95 % range is not.
+        let mut t = vec![-27.6f32; 80];
+        t.extend((0..20).map(|i| -20.0 + i as f32));
+        let st = RobustStats::of(&t).unwrap();
+        let range =
+            crate::model::quantile(&t, 0.95).unwrap() - crate::model::quantile(&t, 0.05).unwrap();
+        assert!((st.iqr - range * 1.349 / 3.290).abs() < 1e-5, "{st:?}");
+        // 97 of 100: the 1-99 % range.
+        let mut u = vec![0.0f32; 97];
+        u.extend([1.0, 2.0, 3.0]);
+        let st = RobustStats::of(&u).unwrap();
+        assert!(st.iqr > 1e-3, "{st:?}");
+        // All equal: the floor, still finite.
+        assert_eq!(RobustStats::of(&[5.0; 10]).unwrap().iqr, 1e-12);
+    }
+
+    #[test]
+    fn models_without_a_recorded_guard_score_with_the_legacy_one() {
+        let raw = RawScores {
+            s_sum: vec![1.0, 1.0, 1.0, 0.9, 0.5],
+            m_l: vec![1e-11, 1e-9, 1e-8, 0.1, 0.5],
+            s_kl: vec![3.0, 5.0, 1.0, 2.0, 4.0],
+            mse: Some(vec![1.0, 1.0, 1.0, 1.0, 1.0]),
+        };
+        let cal = raw.calibration().unwrap();
+        assert_eq!(cal.logit_guard, Some(LOGIT_GUARD));
+        let cfg = |c: Calibration| ScoreConfig {
+            variant: ScoreVariant::MseLogit,
+            calibration: Some(c),
+            ..Default::default()
+        };
+        let now = raw.variant(ScoreVariant::MseLogit, &cfg(cal)).unwrap();
+        // The first three rows differ below 1e-7: ranked apart now...
+        assert!(now[0] < now[1] && now[1] < now[2], "{now:?}");
+        // ...and tied under the legacy guard, as the model they came from scored them.
+        let legacy = Calibration {
+            logit_guard: None,
+            ..cal
+        };
+        assert_eq!(legacy.logit_guard(), LEGACY_LOGIT_GUARD);
+        let old = raw.variant(ScoreVariant::MseLogit, &cfg(legacy)).unwrap();
+        assert!(old[0] == old[1] && old[1] == old[2], "{old:?}");
+        // The field round-trips and is optional on reading.
+        let json = serde_json::to_string(&cal).unwrap();
+        assert_eq!(serde_json::from_str::<Calibration>(&json).unwrap(), cal);
+        let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        doc.as_object_mut().unwrap().remove("logit_guard");
+        let back: Calibration = serde_json::from_value(doc).unwrap();
+        assert_eq!(back.logit_guard, None);
+    }
+
+    #[test]
     fn logit_separates_saturated_masses() {
         // On the raw scale these differ by < 1e-3; as log-odds by about 4.6.
-        let a = logit_anomaly_mass(1e-3, 0.999);
-        let b = logit_anomaly_mass(1e-5, 0.999_99);
+        let g = LOGIT_GUARD;
+        let a = logit_anomaly_mass(1e-3, 0.999, g);
+        let b = logit_anomaly_mass(1e-5, 0.999_99, g);
         assert!((a - b - (100.0f32).ln()).abs() < 0.05, "{a} {b}");
         assert!(
-            logit_anomaly_mass(0.0, 1.0).is_finite() && logit_anomaly_mass(1.0, 0.0).is_finite()
+            logit_anomaly_mass(0.0, 1.0, g).is_finite()
+                && logit_anomaly_mass(1.0, 0.0, g).is_finite()
         );
-        // A mass far below f32's resolution of 1 - S_sum (6e-8) still ranks: 1e-6 vs 2e-6.
-        let (c, d) = (logit_anomaly_mass(1e-6, 1.0), logit_anomaly_mass(2e-6, 1.0));
+        // A mass far below f32's resolution of 1 - S_sum (6e-8) still ranks: 1e-6 vs 2e-6,
+        // and so does 1e-10 vs 2e-10, which the legacy guard folded into one value.
+        let (c, d) = (
+            logit_anomaly_mass(1e-6, 1.0, g),
+            logit_anomaly_mass(2e-6, 1.0, g),
+        );
         assert!((d - c - 2f32.ln()).abs() < 1e-4, "{c} {d}");
+        let (e, f) = (
+            logit_anomaly_mass(1e-10, 1.0, g),
+            logit_anomaly_mass(2e-10, 1.0, g),
+        );
+        assert!((f - e - 2f32.ln()).abs() < 1e-3, "{e} {f}");
+        let l = LEGACY_LOGIT_GUARD;
+        assert_eq!(
+            logit_anomaly_mass(1e-10, 1.0, l),
+            logit_anomaly_mass(2e-10, 1.0, l)
+        );
     }
 
     #[test]
