@@ -11,6 +11,8 @@ MMNET_DEV := target/debug/mmnet
 
 TANSU := .tools/bin/tansu
 
+
+.PHONY: python test-python
 .PHONY: all build release test lint fmt demo experiment peers accuracy bench bench-sql bench-kafka tansu clean
 
 all: build
@@ -32,6 +34,19 @@ $(TANSU): scripts/install-tansu.sh
 ## start their own Tansu brokers on free ports.
 test: lint tansu
 	$(CARGO) test --workspace
+	$(MAKE) test-python
+
+## python: the mmnet Python package (crates/mmnet-py, an abi3 wheel built by maturin) installed
+## into .tools/py-venv, with pytest, pandas, polars, pyspark and Java for the Spark test
+## (scripts/install-python.sh). The first wheel build takes ~5 min, later ones seconds.
+PY_VENV := .tools/py-venv
+python:
+	@bash scripts/install-python.sh $(PY_VENV)
+	PATH="$(CURDIR)/$(PY_VENV)/bin:$$PATH" $(PY_VENV)/bin/pip install -q --no-build-isolation ./crates/mmnet-py
+
+## test-python: the Python API, a local Spark (local[2]) and equality with the CLI's scores.
+test-python: python build
+	MMNET_CLI=$(MMNET_DEV) MMNET_REQUIRE_CLI=1 $(PY_VENV)/bin/python -m pytest -q -s crates/mmnet-py/tests
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -145,6 +145,31 @@ pub struct Dataset {
     pub types: Option<Vec<i64>>,
 }
 
+impl Dataset {
+    /// D_u (rows labeled 0) and D_l (rows labeled 1) for training, in table order. No labeled
+    /// row is an error naming `source` and the label column: MMNet needs a few.
+    pub fn training_parts(
+        &self,
+        source: &Path,
+        label_column: &str,
+    ) -> Result<(Array2<f32>, Array2<f32>)> {
+        let lab: Vec<usize> = (0..self.labels.len()).filter(|&i| self.labels[i]).collect();
+        let unl: Vec<usize> = (0..self.labels.len())
+            .filter(|&i| !self.labels[i])
+            .collect();
+        if lab.is_empty() {
+            return Err(TableError::malformed(
+                source,
+                format!(
+                    "no labeled anomalies: no row has `{label_column}` = 1 (MMNet needs a few labeled anomalies)"
+                ),
+            ));
+        }
+        let take = |rows: &[usize]| self.x.select(ndarray::Axis(0), rows);
+        Ok((take(&unl), take(&lab)))
+    }
+}
+
 /// What to load from a labeled table.
 #[derive(Debug, Clone, Default)]
 pub struct DatasetSpec {
@@ -162,30 +187,68 @@ pub struct DatasetSpec {
 /// feature, and labels other than 0/1, are errors naming the column and row.
 pub fn load_dataset(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
     let schema = crate::read::read_schema(path)?;
+    let (features, wanted) = dataset_columns(path, &schema, spec)?;
+    let reader = open(path, Some(&wanted), DEFAULT_BATCH_ROWS)?;
+    collect_dataset(path, features, spec, reader.batches)
+}
+
+/// [`load_dataset`] for record batches already in memory (from Python, say): `source` names
+/// them in errors the way a path names a file. Every batch must have `schema`.
+pub fn dataset_from_batches(
+    source: &Path,
+    schema: &Schema,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+    spec: &DatasetSpec,
+) -> Result<Dataset> {
+    let (features, wanted) = dataset_columns(source, schema, spec)?;
+    let idx = crate::read::column_indices(source, schema, &wanted)?;
+    let projected = batches.into_iter().map(move |b| Ok(b?.project(&idx)?));
+    collect_dataset(source, features, spec, projected)
+}
+
+/// The feature columns of a labeled table and every column to read (features, then the
+/// label, then the type column if any).
+fn dataset_columns(
+    path: &Path,
+    schema: &Schema,
+    spec: &DatasetSpec,
+) -> Result<(Vec<String>, Vec<String>)> {
     let mut not_features = vec![spec.label_column.as_str()];
     if let Some(t) = &spec.type_column {
         not_features.push(t.as_str());
     }
     let features = match &spec.features {
         Some(f) => {
-            check_feature_columns(path, &schema, f)?;
+            check_feature_columns(path, schema, f)?;
             f.clone()
         }
-        None => training_features(path, &schema, &not_features, &spec.exclude)?,
+        None => training_features(path, schema, &not_features, &spec.exclude)?,
     };
     let mut wanted = features.clone();
     wanted.push(spec.label_column.clone());
     if let Some(t) = &spec.type_column {
         wanted.push(t.clone());
     }
-    let reader = open(path, Some(&wanted), DEFAULT_BATCH_ROWS)?;
+    // The label and type columns must exist too: named here, not as a bad index later.
+    crate::read::column_indices(path, schema, &wanted)?;
+    Ok((features, wanted))
+}
+
+/// Reads batches holding the features, the label and the type column (in that order, as
+/// [`dataset_columns`] lists them) into a [`Dataset`], checking every value.
+fn collect_dataset(
+    path: &Path,
+    features: Vec<String>,
+    spec: &DatasetSpec,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<Dataset> {
     let d = features.len();
     let feat_idx: Vec<usize> = (0..d).collect();
     let mut rows: Vec<f32> = Vec::new();
     let mut labels = Vec::new();
     let mut types = spec.type_column.as_ref().map(|_| Vec::new());
     let mut offset = 0usize;
-    for batch in reader.batches {
+    for batch in batches {
         let batch = batch?;
         let (x, valid) = batch_features(&batch, &feat_idx)?;
         if let Some(i) = valid.iter().position(|v| !v) {
@@ -228,9 +291,32 @@ pub fn read_row(path: &Path, features: &[String], row: usize) -> Result<Array2<f
     let schema = crate::read::read_schema(path)?;
     check_feature_columns(path, &schema, features)?;
     let reader = open(path, Some(features), DEFAULT_BATCH_ROWS)?;
+    find_row(path, features, row, reader.batches)
+}
+
+/// [`read_row`] over record batches in memory, named `source` in errors.
+pub fn row_from_batches(
+    source: &Path,
+    schema: &Schema,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+    features: &[String],
+    row: usize,
+) -> Result<Array2<f32>> {
+    let idx = check_feature_columns(source, schema, features)?;
+    let projected = batches.into_iter().map(move |b| Ok(b?.project(&idx)?));
+    find_row(source, features, row, projected)
+}
+
+/// Row `row` of batches holding exactly the `features` columns, in order.
+fn find_row(
+    path: &Path,
+    features: &[String],
+    row: usize,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<Array2<f32>> {
     let idx: Vec<usize> = (0..features.len()).collect();
     let mut offset = 0usize;
-    for batch in reader.batches {
+    for batch in batches {
         let batch = batch?;
         let n = batch.num_rows();
         if row < offset + n {

@@ -10,10 +10,13 @@ pub mod features;
 pub mod format;
 pub mod read;
 pub mod score_file;
+#[cfg(feature = "sql")]
 pub mod sql;
 pub mod write;
 
 pub use error::{Result, TableError};
-pub use features::{Dataset, DatasetSpec, load_dataset, read_row};
+pub use features::{
+    Dataset, DatasetSpec, dataset_from_batches, load_dataset, read_row, row_from_batches,
+};
 pub use format::FileFormat;
 pub use score_file::{ScoreSummary, TopRow, score_file};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use mmnet_arrow::{DatasetSpec, load_dataset};
-use mmnet_core::experiment::anomaly_types;
+use mmnet_core::experiment::{ExperimentDoc, anomaly_types};
 use mmnet_core::protocol::{KnownType, ProtocolConfig};
 
 use crate::cmd_train::ModelOpts;
@@ -271,20 +271,16 @@ fn run_setting(
         );
     }
     print_per_type(&report, a.type_column.as_deref().unwrap_or("type"));
-    Ok(serde_json::json!({
-        "data": a.data,
-        "runs": a.runs,
-        "seed": a.seed,
-        "labeled": a.labeled,
-        "contamination": a.contamination,
-        "memory_size": a.model.memory_size,
-        "epochs": a.model.epochs,
-        "type_column": a.type_column,
-        // A single known type stays a number, as in reports written before --known-types.
-        "known_type": known.and_then(|k| (k.known.len() == 1).then(|| k.known[0])),
-        "known_types": known.map(|k| k.known.to_vec()),
-        "report": report,
-    }))
+    Ok(serde_json::to_value(ExperimentDoc::new(
+        a.data.display().to_string(),
+        a.runs,
+        a.seed,
+        protocol,
+        fit_cfg,
+        a.type_column.clone(),
+        known,
+        &report,
+    ))?)
 }
 
 /// AUC-ROC per test anomaly type (mean over runs) of the default and every variant.

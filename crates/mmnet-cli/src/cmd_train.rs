@@ -5,11 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use mmnet_arrow::{DatasetSpec, load_dataset};
-use mmnet_core::experiment::take_rows;
 use mmnet_core::params::MaskStrategy;
 use mmnet_core::scaler::Scaling;
-use mmnet_core::select::Selection;
-use mmnet_core::{FitConfig, ModelParams, ScoreConfig, ScoreVariant, TrainData, TrainParams};
+use mmnet_core::{FitConfig, FitOptions, ScoreVariant, TrainData};
 
 use crate::progress::TrainBar;
 
@@ -88,36 +86,22 @@ fn parse_mask(s: &str) -> Result<MaskStrategy, String> {
 impl ModelOpts {
     /// The fit configuration these options describe, for `seed`.
     pub fn fit_config(&self, seed: u64) -> Result<FitConfig> {
-        if self.memory_size < 2 || !self.memory_size.is_multiple_of(2) {
-            anyhow::bail!(
-                "--memory-size must be an even number >= 2 (K = L = half), got {}",
-                self.memory_size
-            );
-        }
-        Ok(FitConfig {
-            model: ModelParams {
-                mask: self.mask,
-                ..ModelParams::default().with_memory_size(self.memory_size)
+        Ok(FitOptions {
+            memory_size: self.memory_size,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            score: match self.score {
+                ScoreChoice::Auto => None,
+                ScoreChoice::Fixed(v) => Some(v),
             },
-            train: TrainParams {
-                epochs: self.epochs,
-                batch_size: self.batch_size,
-                learning_rate: self.learning_rate,
-                seed,
-                ..Default::default()
-            },
-            score: ScoreConfig {
-                variant: match self.score {
-                    ScoreChoice::Auto => ScoreVariant::Combined,
-                    ScoreChoice::Fixed(v) => v,
-                },
-                lambda: self.lambda,
-                ..Default::default()
-            },
+            lambda: self.lambda,
             scaling: self.scaling,
-            threshold_quantile: Some(self.threshold_quantile),
-            selection: (self.score == ScoreChoice::Auto).then(Selection::default),
-        })
+            mask: self.mask,
+            threshold_quantile: self.threshold_quantile,
+            seed,
+        }
+        .fit_config()?)
     }
 }
 
@@ -154,18 +138,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             ..Default::default()
         },
     )?;
-    let lab: Vec<usize> = (0..ds.labels.len()).filter(|&i| ds.labels[i]).collect();
-    let unl: Vec<usize> = (0..ds.labels.len()).filter(|&i| !ds.labels[i]).collect();
-    if lab.is_empty() {
-        anyhow::bail!(
-            "{}: no labeled anomalies: no row has `{}` = 1 (MMNet needs a few labeled anomalies)",
-            a.data.display(),
-            a.label_column
-        );
-    }
-    let xu = take_rows(ds.x.view(), &unl);
-    let xl = take_rows(ds.x.view(), &lab);
-    let mut bar = TrainBar::new(cfg.train.epochs, a.model.quiet, cfg.trainings(lab.len()));
+    let (xu, xl) = ds.training_parts(&a.data, &a.label_column)?;
+    let mut bar = TrainBar::new(cfg.train.epochs, a.model.quiet, cfg.trainings(xl.nrows()));
     let model = mmnet_core::fit(
         TrainData {
             features: &ds.features,
@@ -180,8 +154,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     mmnet_core::artifact::save(&model, &a.out)?;
     println!(
         "trained on {} unlabeled + {} labeled rows, {} features, {} epochs in {:.1} s",
-        unl.len(),
-        lab.len(),
+        xu.nrows(),
+        xl.nrows(),
         ds.features.len(),
         cfg.train.epochs,
         model.training.wall_seconds

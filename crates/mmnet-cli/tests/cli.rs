@@ -427,7 +427,7 @@ fn bad_arguments() {
             "--memory-size",
             "7",
         ],
-        &["--memory-size must be an even number"],
+        &["`memory_size`: must be an even number"],
     );
     fails(
         &["train", "--data", "x.csv", "--out", "m", "--score", "best"],

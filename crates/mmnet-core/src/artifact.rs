@@ -105,14 +105,17 @@ pub fn weights_to_safetensors(w: &Weights<f32>) -> Result<Vec<u8>> {
         .map_err(|e| CoreError::Internal(format!("safetensors serialisation: {e}")))
 }
 
-/// Writes `model` into directory `dir` (created if needed). The manifest is written last,
-/// through a temporary file, so a crash never leaves a manifest pointing at missing weights.
-pub fn save(model: &Model, dir: &Path) -> Result<Manifest> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let bytes = weights_to_safetensors(&model.weights)?;
-    let wpath = dir.join(WEIGHTS_FILE);
-    fs::write(&wpath, &bytes).map_err(io_err(&wpath))?;
-    let manifest = Manifest {
+/// The manifest `save` writes for `model` (its weights digest included), without writing
+/// anything: what a caller shows as "the model" before or without saving it.
+pub fn manifest(model: &Model) -> Result<Manifest> {
+    Ok(manifest_for(
+        model,
+        &weights_to_safetensors(&model.weights)?,
+    ))
+}
+
+fn manifest_for(model: &Model, weights: &[u8]) -> Manifest {
+    Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         crate_version: env!("CARGO_PKG_VERSION").into(),
@@ -124,10 +127,20 @@ pub fn save(model: &Model, dir: &Path) -> Result<Manifest> {
         training: model.training.clone(),
         weights: WeightsRef {
             file: WEIGHTS_FILE.into(),
-            sha256: sha256_hex(&bytes),
+            sha256: sha256_hex(weights),
             dtype: "F32".into(),
         },
-    };
+    }
+}
+
+/// Writes `model` into directory `dir` (created if needed). The manifest is written last,
+/// through a temporary file, so a crash never leaves a manifest pointing at missing weights.
+pub fn save(model: &Model, dir: &Path) -> Result<Manifest> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let bytes = weights_to_safetensors(&model.weights)?;
+    let wpath = dir.join(WEIGHTS_FILE);
+    fs::write(&wpath, &bytes).map_err(io_err(&wpath))?;
+    let manifest = manifest_for(model, &bytes);
     let json = serde_json::to_string_pretty(&manifest)
         .map_err(|e| CoreError::Internal(format!("manifest serialisation: {e}")))?;
     let mpath = dir.join(MANIFEST_FILE);

@@ -114,6 +114,65 @@ pub struct ExperimentReport {
     pub per_type: Vec<TypeSummary>,
 }
 
+/// One experiment setting as a document: the protocol's parameters and its report. What
+/// `mmnet experiment --json` writes per setting and the Python `mmnet.experiment` returns,
+/// so a report reads the same whichever surface produced it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentDoc<'a> {
+    /// The table the rows came from (a path, or a description of in-memory data).
+    pub data: String,
+    /// Runs.
+    pub runs: usize,
+    /// Seed of run 0.
+    pub seed: u64,
+    /// Labeled anomalies in D_l.
+    pub labeled: usize,
+    /// Share of anomalies in D_u.
+    pub contamination: f64,
+    /// Memory size K + L.
+    pub memory_size: usize,
+    /// Training epochs.
+    pub epochs: usize,
+    /// The anomaly-type column, if any.
+    pub type_column: Option<String>,
+    /// The single known type (a number, as in reports written before several were
+    /// possible), or `None`.
+    pub known_type: Option<i64>,
+    /// The known types, or `None` for the usual protocol.
+    pub known_types: Option<Vec<i64>>,
+    /// Every run and the summary.
+    pub report: &'a ExperimentReport,
+}
+
+impl<'a> ExperimentDoc<'a> {
+    /// The document of `report`, run with `protocol` and `fit` on `data`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        data: String,
+        runs: usize,
+        seed: u64,
+        protocol: &ProtocolConfig,
+        fit: &FitConfig,
+        type_column: Option<String>,
+        known: Option<KnownType<'_>>,
+        report: &'a ExperimentReport,
+    ) -> Self {
+        ExperimentDoc {
+            data,
+            runs,
+            seed,
+            labeled: protocol.labeled,
+            contamination: protocol.contamination,
+            memory_size: fit.model.memory_normal + fit.model.memory_anomaly,
+            epochs: fit.train.epochs,
+            type_column,
+            known_type: known.and_then(|k| (k.known.len() == 1).then(|| k.known[0])),
+            known_types: known.map(|k| k.known.to_vec()),
+            report,
+        }
+    }
+}
+
 /// Name of the metrics entry holding the model's configured score (`mmnet_score`).
 pub const DEFAULT: &str = "default";
 

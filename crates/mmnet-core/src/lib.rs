@@ -36,4 +36,4 @@ pub use error::{CoreError, Result};
 pub use model::{Model, ScoredBatch, Threshold};
 pub use params::{ModelParams, TrainParams};
 pub use score::{ScoreConfig, ScoreVariant};
-pub use train::{FitConfig, TrainData, TrainObserver, fit};
+pub use train::{FitConfig, FitOptions, TrainData, TrainObserver, fit};

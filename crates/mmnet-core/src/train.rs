@@ -65,6 +65,88 @@ impl FitConfig {
 /// Default threshold quantile (see [`Threshold`]).
 pub const DEFAULT_THRESHOLD_QUANTILE: f64 = 0.99;
 
+/// A training run's options as a user states them (the CLI's flags, the Python keywords),
+/// turned into a [`FitConfig`] in one place so every surface validates and defaults them
+/// alike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitOptions {
+    /// Memory size K + L, split in halves. Default 64.
+    pub memory_size: usize,
+    /// Training epochs. Default 200.
+    pub epochs: usize,
+    /// Unlabeled rows per mini-batch. Default 512.
+    pub batch_size: usize,
+    /// Adam learning rate. Default 1e-3.
+    pub learning_rate: f64,
+    /// The score reported as `mmnet_score`; `None` = chosen on a validation split
+    /// (`auto`, see [`crate::select`]).
+    pub score: Option<crate::score::ScoreVariant>,
+    /// lambda of eq. 19. Default 0.1.
+    pub lambda: f64,
+    /// Feature scaling. Default [`Scaling::Auto`].
+    pub scaling: Scaling,
+    /// Memory masking in training. Default soft (the paper's L_mask).
+    pub mask: crate::params::MaskStrategy,
+    /// Anomaly threshold quantile of D_u scores. Default 0.99.
+    pub threshold_quantile: f64,
+    /// Seed of initialisation, shuffling and draws. Default 0.
+    pub seed: u64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            memory_size: 64,
+            epochs: 200,
+            batch_size: 512,
+            learning_rate: 1e-3,
+            score: None,
+            lambda: 0.1,
+            scaling: Scaling::Auto,
+            mask: crate::params::MaskStrategy::Soft,
+            threshold_quantile: DEFAULT_THRESHOLD_QUANTILE,
+            seed: 0,
+        }
+    }
+}
+
+impl FitOptions {
+    /// The fit configuration these options describe. The memory size is checked here (the
+    /// rest in [`fit`]) because it is split in halves before `fit` sees it.
+    pub fn fit_config(&self) -> Result<FitConfig> {
+        if self.memory_size < 2 || !self.memory_size.is_multiple_of(2) {
+            return Err(CoreError::InvalidParam {
+                name: "memory_size",
+                reason: format!(
+                    "must be an even number >= 2 (K = L = half), got {}",
+                    self.memory_size
+                ),
+            });
+        }
+        Ok(FitConfig {
+            model: ModelParams {
+                mask: self.mask,
+                ..ModelParams::default().with_memory_size(self.memory_size)
+            },
+            train: TrainParams {
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                learning_rate: self.learning_rate,
+                seed: self.seed,
+                ..Default::default()
+            },
+            score: ScoreConfig {
+                variant: self.score.unwrap_or(crate::score::ScoreVariant::Combined),
+                lambda: self.lambda,
+                ..Default::default()
+            },
+            scaling: self.scaling,
+            threshold_quantile: Some(self.threshold_quantile),
+            selection: self.score.is_none().then(Selection::default),
+        })
+    }
+}
+
 /// Progress of a training run, for progress bars and logs.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {

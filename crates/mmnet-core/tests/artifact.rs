@@ -85,6 +85,9 @@ fn round_trip_preserves_everything() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = artifact::save(&m, dir.path()).unwrap();
     assert_eq!(manifest.format_version, artifact::FORMAT_VERSION);
+    // The in-memory manifest is the one written, digest included.
+    assert_eq!(artifact::manifest(&m).unwrap(), manifest);
+    assert_eq!(manifest.weights.sha256, artifact::model_digest(&m).unwrap());
     let back = artifact::load(dir.path()).unwrap();
     assert_eq!(back, m);
     // Loading by the manifest's path works too, and the loaded model scores identically.
