@@ -12,7 +12,7 @@ MMNET_DEV := target/debug/mmnet
 TANSU := .tools/bin/tansu
 
 
-.PHONY: python test-python
+.PHONY: python test-python bench-python
 .PHONY: all build release test lint fmt demo experiment peers accuracy bench bench-sql bench-kafka tansu clean
 
 all: build
@@ -95,3 +95,9 @@ bench-kafka: release tansu
 clean:
 	$(CARGO) clean
 	rm -rf $(OUT)
+
+## bench-python: rows/s of the Python binding's Model.score on a 1M x 122 pyarrow Table next
+## to the Rust kernel and PyTorch on the same weights, in one run (benches/python_score.py).
+bench-python: python
+	@bash scripts/install-peers.sh
+	$(PY_VENV)/bin/python benches/python_score.py
