@@ -61,6 +61,7 @@ fn main() {
         format: OutputFormat::Json,
         has_dlq: true,
         explain: None,
+        shadow: None,
         model,
     };
     // Payloads as `mmnet produce` writes them: Arrow's JSON writer, one object per row.

@@ -48,6 +48,14 @@ pub struct KafkaArgs {
     pub threshold: Option<f32>,
     /// Add an `explain` object (attended memory items, top error features) to every JSON
     /// score record (= `[output] explain = true`).
+    /// Reload the model when what --model names changes (a symlink flipped, a directory
+    /// replaced by rename); SIGHUP reloads either way ([model] watch).
+    #[arg(long)]
+    pub watch_model: bool,
+    /// Score every record with this model too: a `shadow` object in each score record
+    /// ([model] shadow_path).
+    #[arg(long, value_name = "DIR")]
+    pub shadow_model: Option<PathBuf>,
     #[arg(long)]
     pub explain: bool,
     /// Address for /metrics and /health ("" disables).
@@ -115,6 +123,12 @@ fn config(a: KafkaArgs) -> Result<OperatorConfig> {
     }
     if a.explain {
         c.output.explain = true;
+    }
+    if a.watch_model {
+        c.model.watch = true;
+    }
+    if let Some(v) = a.shadow_model {
+        c.model.shadow_path = Some(v);
     }
     if let Some(v) = a.metrics_listen {
         c.metrics.listen = v;

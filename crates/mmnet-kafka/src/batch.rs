@@ -11,7 +11,9 @@ use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use crate::config::OutputFormat;
 use crate::decode::{DeadReason, Decoded, Decoder};
 use crate::error::{OperatorError, Result};
-use crate::record::{self, ExplainRef, ModelRef, RowScores, ScoreRecord, Source, dlq_header};
+use crate::record::{
+    self, ExplainRef, ModelRef, RowScores, ScoreRecord, ShadowRef, ShadowScores, Source, dlq_header,
+};
 
 /// Messages per parallel decode/encode chunk: a quarter of a default batch, so two cores
 /// share a batch and small batches (low traffic) stay on one thread.
@@ -101,6 +103,32 @@ pub struct Prepared {
     /// A record that cannot be scored with no dead-letter topic to send it to: the batch
     /// was cut just before it, and the operator stops once the part before is committed.
     pub poison: Option<OperatorError>,
+    /// Rows the shadow model scored, and on how many its `is_anomaly` differs.
+    pub shadow: (usize, usize),
+}
+
+/// A second model scoring the rows the served model decodes (shadow scoring).
+#[derive(Debug)]
+pub struct Shadow {
+    /// The model.
+    pub model: mmnet_core::Model,
+    /// Its digest, written into every record's `shadow` object.
+    pub digest: String,
+    /// Where each of its features sits among the served model's (the decoded columns).
+    pub columns: Vec<usize>,
+}
+
+impl Shadow {
+    fn score(&self, x: ArrayView2<f32>) -> Result<mmnet_core::ScoredBatch> {
+        let identity = self.columns.len() == x.ncols()
+            && self.columns.iter().enumerate().all(|(i, &c)| i == c);
+        Ok(if identity {
+            self.model.score(x, false, None)?
+        } else {
+            let own = x.select(ndarray::Axis(1), &self.columns);
+            self.model.score(own.view(), false, None)?
+        })
+    }
 }
 
 /// What a batch needs besides its messages; shared by every batch.
@@ -122,6 +150,8 @@ pub struct Scorer {
     pub has_dlq: bool,
     /// `(top memory items, top features)` to explain per record, or `None`.
     pub explain: Option<(usize, usize)>,
+    /// A model scoring every record beside this one, or `None`.
+    pub shadow: Option<Shadow>,
 }
 
 impl Scorer {
@@ -161,6 +191,10 @@ impl Scorer {
                 (scored, Some(e))
             }
             None => (self.model.score(view, false, self.threshold)?, None),
+        };
+        let shadow_scored = match &self.shadow {
+            Some(sh) => Some(sh.score(view)?),
+            None => None,
         };
 
         // A record that cannot be scored, with nowhere to send it, cuts the batch there.
@@ -207,7 +241,15 @@ impl Scorer {
                             s_sum: &scored.raw.s_sum[range.clone()],
                             s_kl: &scored.raw.s_kl[range.clone()],
                             is_anomaly: &scored.is_anomaly[range.clone()],
-                            explain: explanations.as_deref().map(|e| &e[range]),
+                            explain: explanations.as_deref().map(|e| &e[range.clone()]),
+                            shadow: match (&self.shadow, &shadow_scored) {
+                                (Some(sh), Some(ss)) => Some(ShadowScores {
+                                    digest: &sh.digest,
+                                    score: &ss.score[range.clone()],
+                                    is_anomaly: &ss.is_anomaly[range],
+                                }),
+                                _ => None,
+                            },
                         };
                         self.encode_scores(m, dec.arrow, timestamp, &model, s, &mut outputs)?;
                     }
@@ -233,6 +275,14 @@ impl Scorer {
                     .and_then(|x| x.rows.as_ref())
                     .map_or(0, Vec::len);
         }
+        let shadow = shadow_scored.map_or((0, 0), |ss| {
+            let differ = ss.is_anomaly[..scored_rows]
+                .iter()
+                .zip(&scored.is_anomaly[..scored_rows])
+                .filter(|(a, b)| a != b)
+                .count();
+            (scored_rows, differ)
+        });
         Ok(Prepared {
             started: raw.started,
             outputs,
@@ -241,6 +291,7 @@ impl Scorer {
             rows,
             scored_rows,
             poison,
+            shadow,
         })
     }
 
@@ -291,6 +342,11 @@ impl Scorer {
                         is_anomaly: s.is_anomaly[i],
                         model: model.clone(),
                         explain: s.explain.map(|e| ExplainRef::from(&e[i])),
+                        shadow: s.shadow.map(|sh| ShadowRef {
+                            digest: sh.digest,
+                            mmnet_score: sh.score[i],
+                            is_anomaly: sh.is_anomaly[i],
+                        }),
                     };
                     // Sized for a typical record (~300 bytes): no regrowth while writing.
                     let mut payload = Vec::with_capacity(384);

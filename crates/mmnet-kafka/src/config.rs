@@ -48,6 +48,14 @@ pub struct ModelSection {
     pub name: String,
     /// Overrides the threshold stored in the model for `is_anomaly`.
     pub threshold: Option<f32>,
+    /// Reload the model when what `path` names changes (a directory replaced by rename, a
+    /// symlink flipped), checked every `watch_interval_ms`. SIGHUP reloads either way.
+    pub watch: bool,
+    /// How often `watch` looks at `path`.
+    pub watch_interval_ms: u64,
+    /// A second model scoring every record beside the served one (`shadow` in each score
+    /// record); promoting it is a hot swap of `path`.
+    pub shadow_path: Option<PathBuf>,
 }
 
 impl Default for ModelSection {
@@ -56,6 +64,9 @@ impl Default for ModelSection {
             path: None,
             name: "mmnet".into(),
             threshold: None,
+            watch: false,
+            watch_interval_ms: 1000,
+            shadow_path: None,
         }
     }
 }
@@ -299,6 +310,9 @@ impl OperatorConfig {
                 return bad(what, "must not be empty");
             }
         }
+        if self.model.watch && self.model.watch_interval_ms == 0 {
+            return bad("model.watch_interval_ms", "must be at least 1");
+        }
         if self.kafka.input_topic == self.kafka.output_topic
             || self.kafka.dlq_topic.as_deref() == Some(self.kafka.input_topic.as_str())
         {
@@ -360,6 +374,18 @@ const TEMPLATE: &str = r#"# mmnet kafka: pipeline configuration. Every field sho
 name = "mmnet"
 # Override the model's stored threshold for is_anomaly (--threshold).
 # threshold = 0.5
+# Hot swap: SIGHUP reloads the model from `path` (resolved again, so a flipped symlink is
+# followed); with watch = true (--watch-model) a change of what `path` names triggers it too.
+# The new model is loaded and checked beside the running one (format, digest, every feature
+# it needs is one the input carries: the serving model's features); if it fails, the old
+# one keeps serving. Swaps happen between batches: each score record's `model` names the
+# model that scored it.
+watch = false
+watch_interval_ms = 1000
+# Shadow scoring (--shadow-model): a second model scores every record too; each JSON score
+# record gets a `shadow` object (digest, mmnet_score, is_anomaly), Arrow output
+# shadow_* columns. Reloaded with the served model on SIGHUP.
+# shadow_path = "models/candidate"
 
 [kafka]
 # Bootstrap brokers (--brokers).

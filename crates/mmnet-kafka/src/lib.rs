@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod operator;
 pub mod produce;
 pub mod record;
+pub mod serving;
 
 pub use config::OperatorConfig;
 pub use error::{OperatorError, Result};

@@ -22,6 +22,8 @@ use crate::error::{OperatorError, Result};
 pub type ReasonLabel = Vec<(&'static str, &'static str)>;
 /// Label set `{partition="..."}`.
 pub type PartitionLabel = Vec<(&'static str, i64)>;
+/// Label set `{name="...",digest="..."}`.
+pub type ModelLabel = Vec<(&'static str, String)>;
 
 /// Lifecycle state reported by `/health`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,14 @@ pub struct Metrics {
     pub assigned_partitions: Gauge,
     /// Batches between consume and commit.
     pub in_flight_batches: Gauge,
+    /// 1 for the model serving now (`{name, digest}`); a swap moves the 1.
+    pub model_info: Family<ModelLabel, Gauge>,
+    /// Model reloads by result: `ok` (swapped), `unchanged`, `failed` (old model kept).
+    pub model_reloads: Family<ReasonLabel, Counter>,
+    /// Rows scored by the shadow model.
+    pub shadow_records: Counter,
+    /// Rows where the shadow model's `is_anomaly` differs from the served model's.
+    pub shadow_disagreements: Counter,
     health: Arc<AtomicU8>,
     registry: Arc<Registry>,
 }
@@ -89,6 +99,10 @@ impl Metrics {
             consumer_lag: Family::default(),
             assigned_partitions: Gauge::default(),
             in_flight_batches: Gauge::default(),
+            model_info: Family::default(),
+            model_reloads: Family::default(),
+            shadow_records: Counter::default(),
+            shadow_disagreements: Counter::default(),
             health: Arc::new(AtomicU8::new(Health::Starting as u8)),
             registry: Arc::new(Registry::default()),
         };
@@ -145,10 +159,42 @@ impl Metrics {
             "Batches between consume and commit",
             m.in_flight_batches.clone(),
         );
+        r.register(
+            "model_info",
+            "The model serving now (1), by name and weights digest",
+            m.model_info.clone(),
+        );
+        for result in ["ok", "unchanged", "failed"] {
+            let _ = m.model_reloads.get_or_create(&vec![("result", result)]);
+        }
+        r.register(
+            "model_reloads",
+            "Model reloads (SIGHUP or a watched path change), by result; failed = the old model kept serving",
+            m.model_reloads.clone(),
+        );
+        r.register(
+            "shadow_records",
+            "Rows scored by the shadow model",
+            m.shadow_records.clone(),
+        );
+        r.register(
+            "shadow_disagreements",
+            "Rows where the shadow model's is_anomaly differs from the served model's",
+            m.shadow_disagreements.clone(),
+        );
         Self {
             registry: Arc::new(r),
             ..m
         }
+    }
+
+    /// Moves `mmnet_model_info`'s 1 from `old` to `new` (the first call: `old` = `new`).
+    pub fn set_model(&self, name: &str, old: &str, new: &str) {
+        let label = |d: &str| vec![("name", name.to_string()), ("digest", d.to_string())];
+        if old != new {
+            self.model_info.remove(&label(old));
+        }
+        self.model_info.get_or_create(&label(new)).set(1);
     }
 
     /// Prometheus text exposition of every metric.

@@ -30,14 +30,14 @@ use rdkafka::util::Timeout;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::batch::{Destination, Output, Prepared, RawBatch, Scorer};
+use crate::batch::{Destination, Output, Prepared, RawBatch};
 use crate::clients::{
     AckContext, BatchAcks, OperatorContext, consumer_config, producer_config, send_acked,
 };
 use crate::config::{Guarantee, OperatorConfig};
-use crate::decode::Decoder;
 use crate::error::{OperatorError, Result};
 use crate::metrics::{Health, Metrics};
+use crate::serving::{self, Serving, load_scorer};
 
 type Consumer_ = StreamConsumer<OperatorContext>;
 type Producer_ = ThreadedProducer<AckContext>;
@@ -64,26 +64,11 @@ pub async fn run(
 ) -> Result<RunSummary> {
     cfg.validate()?;
     let path = cfg.model.path.clone().unwrap_or_default();
-    let model = mmnet_core::artifact::load(&path)?;
-    let digest = mmnet_core::artifact::model_digest(&model)?;
-    info!(model = %path.display(), digest = %digest, features = model.input_dim(), "model loaded");
-    let scorer = Arc::new(Scorer {
-        decoder: Decoder::new(
-            &model.features,
-            cfg.input.format,
-            cfg.input.max_message_bytes,
-        ),
-        model,
-        digest,
-        name: cfg.model.name.clone(),
-        threshold: cfg.model.threshold,
-        format: cfg.output.format,
-        has_dlq: cfg.kafka.dlq_topic.is_some(),
-        explain: cfg.output.explain.then_some((
-            cfg.output.explain_top_memory,
-            cfg.output.explain_top_features,
-        )),
-    });
+    let first = load_scorer(&cfg, &path)?;
+    info!(model = %path.display(), digest = %first.digest, features = first.model.input_dim(),
+          shadow = ?first.shadow.as_ref().map(|s| s.digest.as_str()), "model loaded");
+    metrics.set_model(&cfg.model.name, &first.digest, &first.digest);
+    let scorer = Arc::new(Serving::new(first));
 
     let ctx = OperatorContext {
         metrics: metrics.clone(),
@@ -135,6 +120,12 @@ pub async fn run(
     });
 
     let cfg = Arc::new(cfg);
+    let reloader = tokio::spawn(reload_on_request(
+        Arc::clone(&cfg),
+        Arc::clone(&scorer),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let result = match cfg.delivery.guarantee {
         Guarantee::AtLeastOnce => {
             at_least_once(
@@ -152,6 +143,7 @@ pub async fn run(
         }
     };
 
+    reloader.abort();
     // Whatever happened, what was stored was acknowledged: commit it, flush, leave the group.
     let flush_timeout = Duration::from_secs(cfg.delivery.shutdown_timeout_s);
     if cfg.delivery.guarantee == Guarantee::AtLeastOnce {
@@ -248,8 +240,68 @@ async fn collect(
     (batch, stopping)
 }
 
-async fn prepare(scorer: &Arc<Scorer>, raw: RawBatch, metrics: &Metrics) -> Result<Prepared> {
-    let s = Arc::clone(scorer);
+/// Waits for SIGHUP or (with `[model] watch`) a change of what the model path names, and
+/// reloads; runs until the operator stops.
+async fn reload_on_request(
+    cfg: Arc<OperatorConfig>,
+    serving: Arc<Serving>,
+    metrics: Metrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; model reload by signal is off");
+            None
+        }
+    };
+    let path = cfg.model.path.clone().unwrap_or_default();
+    let mut seen = serving::fingerprint(&path);
+    let interval = Duration::from_millis(cfg.model.watch_interval_ms.max(1));
+    loop {
+        let hup_recv = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let tick = async {
+            if cfg.model.watch {
+                tokio::time::sleep(interval).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        let trigger = tokio::select! {
+            _ = stop.changed() => return,
+            _ = hup_recv => serving::Trigger::Signal,
+            () = tick => {
+                let now = serving::fingerprint(&path);
+                // A path briefly missing mid-rename is not a change; a new target is.
+                if now.is_none() || now == seen {
+                    continue;
+                }
+                seen = now;
+                serving::Trigger::Watch
+            }
+        };
+        let (c, s, m) = (Arc::clone(&cfg), Arc::clone(&serving), metrics.clone());
+        // Loading reads and checks files: off the async threads, and never on the scoring path.
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || serving::reload(&c, &s, &m, trigger)).await
+        {
+            warn!(error = %e, "model reload task failed");
+        }
+        if trigger == serving::Trigger::Signal {
+            seen = serving::fingerprint(&path);
+        }
+    }
+}
+
+async fn prepare(serving: &Arc<Serving>, raw: RawBatch, metrics: &Metrics) -> Result<Prepared> {
+    // One model per batch: a swap lands between batches.
+    let s = serving.current();
     let t = std::time::Instant::now();
     let p = tokio::task::spawn_blocking(move || s.prepare(raw))
         .await
@@ -257,6 +309,10 @@ async fn prepare(scorer: &Arc<Scorer>, raw: RawBatch, metrics: &Metrics) -> Resu
     metrics.scoring_seconds.observe(t.elapsed().as_secs_f64());
     metrics.batch_rows.observe(p.scored_rows as f64);
     metrics.records_in.inc_by(p.rows as u64);
+    if p.shadow.0 > 0 {
+        metrics.shadow_records.inc_by(p.shadow.0 as u64);
+        metrics.shadow_disagreements.inc_by(p.shadow.1 as u64);
+    }
     Ok(p)
 }
 
@@ -332,7 +388,7 @@ async fn at_least_once(
     cfg: &Arc<OperatorConfig>,
     consumer: &Arc<Consumer_>,
     producer: &Producer_,
-    scorer: &Arc<Scorer>,
+    scorer: &Arc<Serving>,
     metrics: &Metrics,
     (stop_tx, mut stop): (Arc<watch::Sender<bool>>, watch::Receiver<bool>),
 ) -> Result<RunSummary> {
@@ -465,7 +521,7 @@ async fn exactly_once(
     cfg: &Arc<OperatorConfig>,
     consumer: &Arc<Consumer_>,
     producer: &Producer_,
-    scorer: &Arc<Scorer>,
+    scorer: &Arc<Serving>,
     metrics: &Metrics,
     mut stop: watch::Receiver<bool>,
 ) -> Result<RunSummary> {

@@ -59,6 +59,31 @@ pub struct ScoreRecord<'a> {
     /// Why the record scored as it did (`output.explain = true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<ExplainRef<'a>>,
+    /// The shadow model's verdict on the same row (`model.shadow_path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowRef<'a>>,
+}
+
+/// The `shadow` object of a score record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowRef<'a> {
+    /// The shadow model's weights digest.
+    pub digest: &'a str,
+    /// Its `mmnet_score` (its own configured score).
+    pub mmnet_score: f32,
+    /// `mmnet_score > its own threshold`.
+    pub is_anomaly: bool,
+}
+
+/// The shadow model's scores of one input message's rows.
+#[derive(Debug, Clone, Copy)]
+pub struct ShadowScores<'a> {
+    /// Its digest.
+    pub digest: &'a str,
+    /// `mmnet_score` per row.
+    pub score: &'a [f32],
+    /// Anomaly flag per row.
+    pub is_anomaly: &'a [bool],
 }
 
 /// The `explain` object of a score record (a view of an `mmnet_core` explanation).
@@ -93,9 +118,10 @@ pub fn key_fields(key: Option<&[u8]>) -> (Option<&str>, Option<String>) {
     }
 }
 
-/// Schema of Arrow score output: the JSON record's fields, flattened.
-pub fn arrow_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
+/// Schema of Arrow score output: the JSON record's fields, flattened (with the shadow
+/// model's `shadow_mmnet_score`, `shadow_is_anomaly`, `shadow_model_digest` when one runs).
+pub fn arrow_schema(shadow: bool) -> SchemaRef {
+    let mut fields = vec![
         Field::new("source_topic", DataType::Utf8, false),
         Field::new("source_partition", DataType::Int32, false),
         Field::new("source_offset", DataType::Int64, false),
@@ -107,7 +133,13 @@ pub fn arrow_schema() -> SchemaRef {
         Field::new("is_anomaly", DataType::Boolean, false),
         Field::new("model_name", DataType::Utf8, false),
         Field::new("model_digest", DataType::Utf8, false),
-    ]))
+    ];
+    if shadow {
+        fields.push(Field::new("shadow_mmnet_score", DataType::Float32, false));
+        fields.push(Field::new("shadow_is_anomaly", DataType::Boolean, false));
+        fields.push(Field::new("shadow_model_digest", DataType::Utf8, false));
+    }
+    Arc::new(Schema::new(fields))
 }
 
 /// Scores of the rows of one input message.
@@ -125,6 +157,8 @@ pub struct RowScores<'a> {
     pub is_anomaly: &'a [bool],
     /// Explanation per row, when configured.
     pub explain: Option<&'a [mmnet_core::explain::Explanation]>,
+    /// The shadow model's scores, when one runs.
+    pub shadow: Option<ShadowScores<'a>>,
 }
 
 /// One Arrow IPC stream holding the scores of one input message's rows.
@@ -135,24 +169,27 @@ pub fn arrow_message(
     s: RowScores<'_>,
 ) -> Result<Vec<u8>, arrow::error::ArrowError> {
     let n = s.rows.len();
-    let batch = RecordBatch::try_new(
-        arrow_schema(),
-        vec![
-            Arc::new(StringArray::from(vec![source.topic; n])),
-            Arc::new(Int32Array::from(vec![source.partition; n])),
-            Arc::new(Int64Array::from(vec![source.offset; n])),
-            Arc::new(UInt32Array::from_iter_values(
-                s.rows.iter().map(|&r| r as u32),
-            )),
-            Arc::new(Int64Array::from(vec![timestamp; n])),
-            Arc::new(Float32Array::from(s.score.to_vec())),
-            Arc::new(Float32Array::from(s.s_sum.to_vec())),
-            Arc::new(Float32Array::from(s.s_kl.to_vec())),
-            Arc::new(BooleanArray::from(s.is_anomaly.to_vec())),
-            Arc::new(StringArray::from(vec![model.name; n])),
-            Arc::new(StringArray::from(vec![model.digest; n])),
-        ],
-    )?;
+    let mut columns: Vec<arrow::array::ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![source.topic; n])),
+        Arc::new(Int32Array::from(vec![source.partition; n])),
+        Arc::new(Int64Array::from(vec![source.offset; n])),
+        Arc::new(UInt32Array::from_iter_values(
+            s.rows.iter().map(|&r| r as u32),
+        )),
+        Arc::new(Int64Array::from(vec![timestamp; n])),
+        Arc::new(Float32Array::from(s.score.to_vec())),
+        Arc::new(Float32Array::from(s.s_sum.to_vec())),
+        Arc::new(Float32Array::from(s.s_kl.to_vec())),
+        Arc::new(BooleanArray::from(s.is_anomaly.to_vec())),
+        Arc::new(StringArray::from(vec![model.name; n])),
+        Arc::new(StringArray::from(vec![model.digest; n])),
+    ];
+    if let Some(sh) = s.shadow {
+        columns.push(Arc::new(Float32Array::from(sh.score.to_vec())));
+        columns.push(Arc::new(BooleanArray::from(sh.is_anomaly.to_vec())));
+        columns.push(Arc::new(StringArray::from(vec![sh.digest; n])));
+    }
+    let batch = RecordBatch::try_new(arrow_schema(s.shadow.is_some()), columns)?;
     let mut buf = Vec::new();
     let mut w = StreamWriter::try_new(&mut buf, &batch.schema())?;
     w.write(&batch)?;
@@ -207,6 +244,7 @@ mod tests {
                 digest: "ab",
             },
             explain: None,
+            shadow: None,
         };
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();
         assert_eq!(
@@ -271,12 +309,18 @@ mod tests {
                 share: 0.7,
             }],
         };
-        for (key, row, explain) in [
-            (Some(&b"k"[..]), None, None),
+        let shadow = ShadowRef {
+            digest: "e",
+            mmnet_score: 0.5,
+            is_anomaly: false,
+        };
+        for (key, row, explain, shadow) in [
+            (Some(&b"k"[..]), None, None, None),
             (
                 Some(&[0xffu8][..]),
                 Some(3),
                 Some(ExplainRef::from(&explanation)),
+                Some(shadow),
             ),
         ] {
             let (key, key_base64) = key_fields(key);
@@ -299,6 +343,7 @@ mod tests {
                     digest: "d",
                 },
                 explain,
+                shadow,
             };
             check(&serde_json::to_value(&r).unwrap(), &schema, "");
         }
@@ -322,26 +367,40 @@ mod tests {
             name: "m",
             digest: "d",
         };
-        let bytes = arrow_message(
-            &src,
-            None,
-            &model,
-            RowScores {
-                rows: &[0, 2],
-                score: &[1.0, 2.0],
-                s_sum: &[0.1, 0.2],
-                s_kl: &[0.3, 0.4],
-                is_anomaly: &[false, true],
-                explain: None,
-            },
-        )
-        .unwrap();
-        let mut r =
-            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
-        let b = r.next().unwrap().unwrap();
-        assert_eq!(b.schema(), arrow_schema());
-        assert_eq!(b.num_rows(), 2);
-        let rows = b.column(3).as_any().downcast_ref::<UInt32Array>().unwrap();
-        assert_eq!(rows.values().to_vec(), vec![0, 2]);
+        let shadow = ShadowScores {
+            digest: "e",
+            score: &[3.0, 4.0],
+            is_anomaly: &[true, true],
+        };
+        for sh in [None, Some(shadow)] {
+            let bytes = arrow_message(
+                &src,
+                None,
+                &model,
+                RowScores {
+                    rows: &[0, 2],
+                    score: &[1.0, 2.0],
+                    s_sum: &[0.1, 0.2],
+                    s_kl: &[0.3, 0.4],
+                    is_anomaly: &[false, true],
+                    explain: None,
+                    shadow: sh,
+                },
+            )
+            .unwrap();
+            let mut r =
+                arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                    .unwrap();
+            let b = r.next().unwrap().unwrap();
+            assert_eq!(b.schema(), arrow_schema(sh.is_some()));
+            assert_eq!(b.num_rows(), 2);
+            let rows = b.column(3).as_any().downcast_ref::<UInt32Array>().unwrap();
+            assert_eq!(rows.values().to_vec(), vec![0, 2]);
+            if sh.is_some() {
+                let s = b.column_by_name("shadow_mmnet_score").unwrap();
+                let s = s.as_any().downcast_ref::<Float32Array>().unwrap();
+                assert_eq!(s.values().to_vec(), vec![3.0, 4.0]);
+            }
+        }
     }
 }

@@ -353,8 +353,18 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(broker: &Broker, dir: &Path, name: &str, extra: &[&str]) -> Operator {
+        Self::start_with_model(broker, dir, name, &model(), extra)
+    }
+
+    /// [`Operator::start`] serving `model` instead of the shared test model.
+    pub fn start_with_model(
+        broker: &Broker,
+        dir: &Path,
+        name: &str,
+        model: &Path,
+        extra: &[&str],
+    ) -> Operator {
         let metrics = format!("127.0.0.1:{}", free_port());
-        let model = model();
         let stderr = dir.join(format!("{name}.log"));
         let mut args = vec![
             "kafka",
