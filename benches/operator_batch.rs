@@ -62,6 +62,7 @@ fn main() {
         has_dlq: true,
         explain: None,
         shadow: None,
+        drift: false,
         model,
     };
     // Payloads as `mmnet produce` writes them: Arrow's JSON writer, one object per row.

@@ -352,3 +352,111 @@ fn shadow_scores_every_record_like_offline_scoring() {
     }
     assert_eq!(disagreements, differ as f64);
 }
+
+/// The feature names of a model's manifest.
+fn model_features(model: &Path) -> Vec<String> {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("manifest.json")).unwrap()).unwrap();
+    m["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn produce_file(broker: &Broker, topic: &str, data: &Path) {
+    ok(&[
+        "produce",
+        "--data",
+        data.to_str().unwrap(),
+        "--brokers",
+        &broker.addr,
+        "--topic",
+        topic,
+    ]);
+}
+
+#[test]
+fn drift_metrics_stay_flat_on_training_traffic_and_move_on_a_shift() {
+    let dir = workdir();
+    // Trained on all of Spambase: D_u is its label-0 rows.
+    let model = model_with_seed(dir.path(), 1);
+    let feats = model_features(&model);
+    let data = spambase();
+    let table = format!("t={}", data.display());
+    let sql = |select: &str, out: &Path| {
+        ok(&[
+            "sql",
+            "--model",
+            model.to_str().unwrap(),
+            "--table",
+            &table,
+            "--output",
+            out.to_str().unwrap(),
+            select,
+        ]);
+    };
+    // Exactly the unlabeled training rows, and the same rows shifted by a known amount
+    // (every feature x 1.5 + 1: the maxima leave their training range, scores move up).
+    let normal = dir.path().join("normal.parquet");
+    sql("SELECT * FROM t WHERE label = 0", &normal);
+    let shifted = dir.path().join("shifted.parquet");
+    let cols: Vec<String> = feats
+        .iter()
+        .map(|f| format!("\"{f}\" * 1.5 + 1 AS \"{f}\""))
+        .collect();
+    sql(
+        &format!("SELECT {} FROM t WHERE label = 0", cols.join(", ")),
+        &shifted,
+    );
+    let config = dir.path().join("drift.toml");
+    std::fs::write(&config, "[drift]\nwindow_rows = 2000\nmax_features = 5\n").unwrap();
+    let broker = Broker::start(dir.path());
+    broker.create_topic("telemetry", 2);
+    broker.create_topic("scores", 2);
+    let op = start(
+        &broker,
+        dir.path(),
+        &model,
+        "drift",
+        &["--config", config.to_str().unwrap()],
+    );
+    op.wait_assigned(Duration::from_secs(60));
+    produce_file(&broker, "telemetry", &normal);
+    let n = 2_528.0; // Spambase's label-0 rows in data/spambase.parquet
+    op.wait_scored(n, Duration::from_secs(120));
+    let (psi0, flagged0) = (
+        op.metric("mmnet_score_psi"),
+        op.metric("mmnet_flagged_ratio"),
+    );
+    let oor0: f64 = http_get(&op.metrics, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with("mmnet_out_of_range_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(psi0 < 0.05, "training traffic: PSI {psi0}");
+    assert!(flagged0 < 0.03, "training traffic: flagged {flagged0}");
+    assert_eq!(oor0, 0.0, "training rows are within their ranges");
+
+    produce_file(&broker, "telemetry", &shifted);
+    op.wait_scored(2.0 * n, Duration::from_secs(120));
+    let (psi1, flagged1) = (
+        op.metric("mmnet_score_psi"),
+        op.metric("mmnet_flagged_ratio"),
+    );
+    let text = http_get(&op.metrics, "/metrics");
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("mmnet_out_of_range_total{"))
+        .collect();
+    let log = op.log();
+    assert!(op.terminate(), "operator failed:\n{log}");
+    eprintln!(
+        "drift: PSI {psi0:.4} -> {psi1:.4}, flagged {flagged0:.4} -> {flagged1:.4}, {} out-of-range series",
+        series.len()
+    );
+    assert!(psi1 > 0.25, "shifted traffic: PSI {psi1} (was {psi0})");
+    assert!(flagged1 > flagged0, "flagged {flagged1} vs {flagged0}");
+    assert!(!series.is_empty() && series.len() <= 6, "{series:?}");
+}

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod params;
+pub mod profile;
 pub mod protocol;
 pub mod real;
 pub mod scaler;

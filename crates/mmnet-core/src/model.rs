@@ -54,6 +54,10 @@ pub struct TrainingSummary {
     pub wall_seconds: f64,
     /// Per-epoch loss history.
     pub history: Vec<EpochLoss>,
+    /// What the training data looked like, for drift signals (absent in models from before
+    /// it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::TrainingProfile>,
 }
 
 /// A trained MMNet.

@@ -17,6 +17,7 @@ use crate::loss::LossParts;
 use crate::model::{EpochLoss, Model, Threshold, TrainingSummary, quantile};
 use crate::network::Weights;
 use crate::params::{ModelParams, TrainParams};
+use crate::profile::TrainingProfile;
 use crate::scaler::{MinMaxScaler, Scaling};
 use crate::score::{ScoreConfig, score_scaled};
 use crate::select::Selection;
@@ -400,6 +401,7 @@ fn fit_once(
         .ok_or_else(|| CoreError::Internal("training scores are missing a component".into()))?;
     let value = quantile(&scores, q)
         .ok_or_else(|| CoreError::Data("every training score is non-finite".into()))?;
+    let profile = TrainingProfile::new(&scores, &raw.s_sum, &[data.unlabeled, data.labeled]);
 
     Ok(Model {
         features: data.features.to_vec(),
@@ -418,6 +420,7 @@ fn fit_once(
             params: tp.clone(),
             wall_seconds: start.elapsed().as_secs_f64(),
             history,
+            profile,
         },
         kernel: Default::default(),
     })

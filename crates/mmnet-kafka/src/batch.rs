@@ -10,6 +10,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 
 use crate::config::OutputFormat;
 use crate::decode::{DeadReason, Decoded, Decoder};
+use crate::drift::BatchDrift;
 use crate::error::{OperatorError, Result};
 use crate::record::{
     self, ExplainRef, ModelRef, RowScores, ScoreRecord, ShadowRef, ShadowScores, Source, dlq_header,
@@ -105,6 +106,8 @@ pub struct Prepared {
     pub poison: Option<OperatorError>,
     /// Rows the shadow model scored, and on how many its `is_anomaly` differs.
     pub shadow: (usize, usize),
+    /// The batch's drift signals, when on and the model has a training profile.
+    pub drift: Option<BatchDrift>,
 }
 
 /// A second model scoring the rows the served model decodes (shadow scoring).
@@ -152,6 +155,8 @@ pub struct Scorer {
     pub explain: Option<(usize, usize)>,
     /// A model scoring every record beside this one, or `None`.
     pub shadow: Option<Shadow>,
+    /// Whether to compute drift signals (needs the model's training profile).
+    pub drift: bool,
 }
 
 impl Scorer {
@@ -283,7 +288,9 @@ impl Scorer {
                 .count();
             (scored_rows, differ)
         });
+        let drift = self.drift_of(&x, &scored, scored_rows);
         Ok(Prepared {
+            drift,
             started: raw.started,
             outputs,
             offsets,
@@ -292,6 +299,44 @@ impl Scorer {
             scored_rows,
             poison,
             shadow,
+        })
+    }
+
+    fn drift_of(
+        &self,
+        x: &[f32],
+        scored: &mmnet_core::ScoredBatch,
+        rows: usize,
+    ) -> Option<BatchDrift> {
+        let p = self
+            .model
+            .training
+            .profile
+            .as_ref()
+            .filter(|_| self.drift)?;
+        let d = self.decoder.width();
+        let mut bins = [0u64; mmnet_core::profile::BINS];
+        for &s in &scored.score[..rows] {
+            bins[p.score_bin(s)] += 1;
+        }
+        let flagged = scored.is_anomaly[..rows].iter().filter(|&&a| a).count() as u64;
+        let mut oor = vec![0u64; d];
+        for row in x.chunks_exact(d).take(rows) {
+            for (j, &v) in row.iter().enumerate() {
+                oor[j] += u64::from(p.out_of_range(j, v));
+            }
+        }
+        Some(BatchDrift {
+            digest: self.digest.clone(),
+            bins,
+            flagged,
+            rows: rows as u64,
+            out_of_range: oor
+                .into_iter()
+                .enumerate()
+                .filter(|&(_, n)| n > 0)
+                .map(|(j, n)| (self.model.features[j].clone(), n))
+                .collect(),
         })
     }
 

@@ -30,6 +30,8 @@ pub struct OperatorConfig {
     pub output: OutputSection,
     /// Prometheus metrics and health endpoint.
     pub metrics: MetricsSection,
+    /// Drift signals against the model's training profile.
+    pub drift: DriftSection,
     /// librdkafka properties for both consumer and producer (security, timeouts, ...).
     pub librdkafka: BTreeMap<String, String>,
     /// librdkafka properties for the consumer only.
@@ -235,6 +237,27 @@ impl Default for OutputSection {
             explain: false,
             explain_top_memory: 3,
             explain_top_features: 5,
+        }
+    }
+}
+
+/// `[drift]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftSection {
+    /// Rows of recent traffic `mmnet_score_psi` and `mmnet_flagged_ratio` describe (whole
+    /// batches, so up to one batch more); 0 turns the drift signals off.
+    pub window_rows: usize,
+    /// Features that get their own `mmnet_out_of_range_total{feature=...}` series, the first
+    /// ones seen out of range; the rest are counted under `feature="_other"`.
+    pub max_features: usize,
+}
+
+impl Default for DriftSection {
+    fn default() -> Self {
+        Self {
+            window_rows: 10_000,
+            max_features: 10,
         }
     }
 }
@@ -445,6 +468,16 @@ explain_top_features = 5
 [metrics]
 # Prometheus text at /metrics and liveness at /health; "" disables.
 listen = "127.0.0.1:9464"
+
+[drift]
+# Drift signals against what the model saw in training (kept in its manifest): over the last
+# window_rows scored rows, mmnet_score_psi (population stability index of mmnet_score
+# against the training deciles: < 0.1 stable, > 0.25 shifted) and mmnet_flagged_ratio
+# (share flagged is_anomaly; about 1 - threshold quantile on training-like traffic); and
+# mmnet_out_of_range_total{feature=...}, rows with a feature outside its training range
+# (max_features series, the rest under feature="_other"). window_rows = 0 turns them off.
+window_rows = 10000
+max_features = 10
 
 # librdkafka properties for both clients (-X key=value), e.g. security:
 #   "security.protocol" = "SASL_SSL"

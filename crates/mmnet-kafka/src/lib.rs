@@ -11,6 +11,7 @@ pub mod batch;
 pub mod clients;
 pub mod config;
 pub mod decode;
+pub mod drift;
 pub mod error;
 pub mod metrics;
 pub mod operator;

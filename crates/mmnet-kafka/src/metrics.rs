@@ -5,7 +5,7 @@
 //! scraper never touches the async runtime.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use prometheus_client::encoding::text::encode;
@@ -73,6 +73,12 @@ pub struct Metrics {
     pub shadow_records: Counter,
     /// Rows where the shadow model's `is_anomaly` differs from the served model's.
     pub shadow_disagreements: Counter,
+    /// PSI of `mmnet_score` over the drift window against the training deciles.
+    pub score_psi: Gauge<f64, AtomicU64>,
+    /// Share of the drift window's rows flagged `is_anomaly`.
+    pub flagged_ratio: Gauge<f64, AtomicU64>,
+    /// Rows with a feature outside its training range, by feature (capped series).
+    pub out_of_range: Family<ModelLabel, Counter>,
     health: Arc<AtomicU8>,
     registry: Arc<Registry>,
 }
@@ -103,6 +109,9 @@ impl Metrics {
             model_reloads: Family::default(),
             shadow_records: Counter::default(),
             shadow_disagreements: Counter::default(),
+            score_psi: Gauge::default(),
+            flagged_ratio: Gauge::default(),
+            out_of_range: Family::default(),
             health: Arc::new(AtomicU8::new(Health::Starting as u8)),
             registry: Arc::new(Registry::default()),
         };
@@ -181,6 +190,21 @@ impl Metrics {
             "shadow_disagreements",
             "Rows where the shadow model's is_anomaly differs from the served model's",
             m.shadow_disagreements.clone(),
+        );
+        r.register(
+            "score_psi",
+            "Population stability index of mmnet_score over the drift window against the training deciles (< 0.1 stable, > 0.25 shifted)",
+            m.score_psi.clone(),
+        );
+        r.register(
+            "flagged_ratio",
+            "Share of the drift window's rows flagged is_anomaly",
+            m.flagged_ratio.clone(),
+        );
+        r.register(
+            "out_of_range",
+            "Rows with a feature outside its training range, by feature",
+            m.out_of_range.clone(),
         );
         Self {
             registry: Arc::new(r),

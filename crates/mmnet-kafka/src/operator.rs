@@ -68,7 +68,11 @@ pub async fn run(
     info!(model = %path.display(), digest = %first.digest, features = first.model.input_dim(),
           shadow = ?first.shadow.as_ref().map(|s| s.digest.as_str()), "model loaded");
     metrics.set_model(&cfg.model.name, &first.digest, &first.digest);
-    let scorer = Arc::new(Serving::new(first));
+    let scorer = Arc::new(Serving::new(
+        first,
+        cfg.drift.window_rows,
+        cfg.drift.max_features,
+    ));
 
     let ctx = OperatorContext {
         metrics: metrics.clone(),
@@ -309,6 +313,9 @@ async fn prepare(serving: &Arc<Serving>, raw: RawBatch, metrics: &Metrics) -> Re
     metrics.scoring_seconds.observe(t.elapsed().as_secs_f64());
     metrics.batch_rows.observe(p.scored_rows as f64);
     metrics.records_in.inc_by(p.rows as u64);
+    if let Some(d) = &p.drift {
+        serving.observe_drift(d, metrics);
+    }
     if p.shadow.0 > 0 {
         metrics.shadow_records.inc_by(p.shadow.0 as u64);
         metrics.shadow_disagreements.inc_by(p.shadow.1 as u64);

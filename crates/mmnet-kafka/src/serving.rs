@@ -12,13 +12,14 @@
 //! leaves the old one serving, logged and counted.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tracing::{info, warn};
 
 use crate::batch::{Scorer, Shadow};
 use crate::config::OperatorConfig;
 use crate::decode::Decoder;
+use crate::drift::{BatchDrift, DriftWindow};
 use crate::error::{OperatorError, Result};
 use crate::metrics::Metrics;
 
@@ -26,14 +27,24 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Serving {
     current: RwLock<Arc<Scorer>>,
+    drift: Mutex<DriftWindow>,
 }
 
 impl Serving {
-    /// Serving `scorer`.
-    pub fn new(scorer: Scorer) -> Self {
+    /// Serving `scorer`, with drift signals over `window_rows` rows (see [`DriftWindow`]).
+    pub fn new(scorer: Scorer, window_rows: usize, max_features: usize) -> Self {
         Self {
             current: RwLock::new(Arc::new(scorer)),
+            drift: Mutex::new(DriftWindow::new(window_rows, max_features)),
         }
+    }
+
+    /// Adds a scored batch's drift signals to the window and updates the metrics.
+    pub fn observe_drift(&self, b: &BatchDrift, metrics: &Metrics) {
+        self.drift
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(b, metrics);
     }
 
     /// The scorer for the next batch.
@@ -78,6 +89,7 @@ pub fn load_scorer(cfg: &OperatorConfig, path: &Path) -> Result<Scorer> {
             cfg.output.explain_top_features,
         )),
         shadow,
+        drift: cfg.drift.window_rows > 0,
     })
 }
 
