@@ -7,6 +7,7 @@ use clap::Args;
 use mmnet_arrow::{DatasetSpec, load_dataset};
 use mmnet_core::params::MaskStrategy;
 use mmnet_core::scaler::Scaling;
+use mmnet_core::warm::WarmStart;
 use mmnet_core::{FitConfig, FitOptions, ScoreVariant, TrainData};
 
 use crate::progress::TrainBar;
@@ -123,21 +124,50 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and labeled draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Warm start: continue from this model (same features; its architecture and scaling
+    /// are kept) instead of a random initialisation, typically for fewer --epochs with new
+    /// labeled anomalies. The manifest records the parent's digest, the data and the epochs.
+    #[arg(long, value_name = "MODEL")]
+    pub init_from: Option<PathBuf>,
+    /// With --init-from: add N anomaly-memory items for a newly labeled kind, started at
+    /// encodings of the new labeled rows (the existing items are not moved at the start).
+    #[arg(long, value_name = "N", requires = "init_from", default_value_t = 0)]
+    pub grow_anomaly_memory: usize,
+    /// With --init-from: fit the scaling again on the new data (default: the parent's).
+    #[arg(long, requires = "init_from")]
+    pub refit_scaling: bool,
     #[command(flatten)]
     pub model: ModelOpts,
 }
 
 /// Runs `mmnet train`.
 pub fn run(a: TrainArgs) -> Result<()> {
-    let cfg = a.model.fit_config(a.seed)?;
+    let mut cfg = a.model.fit_config(a.seed)?;
+    let parent = match &a.init_from {
+        Some(p) => Some(
+            mmnet_core::artifact::load(p)
+                .with_context(|| format!("--init-from {}", p.display()))?,
+        ),
+        None => None,
+    };
     let ds = load_dataset(
         &a.data,
         &DatasetSpec {
             label_column: a.label_column.clone(),
             exclude: a.exclude.clone(),
+            // A warm start reads the parent's features, in its order.
+            features: parent.as_ref().map(|p| p.features.clone()),
             ..Default::default()
         },
     )?;
+    if let Some(parent) = parent {
+        cfg.warm_start = Some(WarmStart {
+            parent,
+            refit_scaling: a.refit_scaling,
+            grow_anomaly_memory: a.grow_anomaly_memory,
+            data: a.data.display().to_string(),
+        });
+    }
     let (xu, xl) = ds.training_parts(&a.data, &a.label_column)?;
     let mut bar = TrainBar::new(cfg.train.epochs, a.model.quiet, cfg.trainings(xl.nrows()));
     let model = mmnet_core::fit(
@@ -184,6 +214,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
             sel.validation_rows[0],
             sel.validation_rows[1],
             cells.join(", ")
+        );
+    }
+    if let Some(l) = &model.training.lineage {
+        println!(
+            "warm-started from {} ({} epochs{})",
+            &l.parent_digest[..12],
+            l.epochs,
+            if l.grown_anomaly_memory > 0 {
+                format!(", {} anomaly-memory items added", l.grown_anomaly_memory)
+            } else {
+                String::new()
+            }
         );
     }
     println!("model written to {}", a.out.display());

@@ -842,3 +842,71 @@ fn experiment_reports_unseen_types_one_by_one() {
         &["fewer than the 30 labeled anomalies"],
     );
 }
+
+#[test]
+fn warm_start_from_a_model_records_its_lineage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, parent) = trained(dir.path(), 300, 2);
+    let child = dir.path().join("child");
+    let out = ok(&[
+        "train",
+        "--data",
+        p(&csv),
+        "--init-from",
+        p(&parent),
+        "--grow-anomaly-memory",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        p(&child),
+        "--quiet",
+    ]);
+    assert!(
+        out.contains("warm-started from") && out.contains("2 anomaly-memory items added"),
+        "{out}"
+    );
+    let read = |d: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join("manifest.json")).unwrap()).unwrap()
+    };
+    let (pm, cm) = (read(&parent), read(&child));
+    let lineage = &cm["training"]["lineage"];
+    assert_eq!(lineage["parent_digest"], pm["weights"]["sha256"]);
+    assert_eq!(lineage["epochs"], 1);
+    assert_eq!(lineage["grown_anomaly_memory"], 2);
+    assert_eq!(
+        cm["model"]["memory_anomaly"].as_u64().unwrap(),
+        pm["model"]["memory_anomaly"].as_u64().unwrap() + 2
+    );
+    assert_eq!(cm["scaler"], pm["scaler"], "the parent's scaling is kept");
+    // Data without one of the parent's features is refused, naming it.
+    let other = write_csv(dir.path(), "other.csv", 50, label, value);
+    let text = std::fs::read_to_string(&other)
+        .unwrap()
+        .replacen(",b,", ",bb,", 1);
+    std::fs::write(&other, text).unwrap();
+    fails(
+        &[
+            "train",
+            "--data",
+            p(&other),
+            "--init-from",
+            p(&parent),
+            "--out",
+            p(&dir.path().join("x")),
+        ],
+        &["`b`"],
+    );
+    fails(
+        &[
+            "train",
+            "--data",
+            p(&csv),
+            "--grow-anomaly-memory",
+            "2",
+            "--out",
+            "x",
+        ],
+        &["--init-from"],
+    );
+}

@@ -32,6 +32,7 @@ pub mod select;
 pub mod shrink;
 pub mod softmax;
 pub mod train;
+pub mod warm;
 
 pub use error::{CoreError, Result};
 pub use model::{Model, ScoredBatch, Threshold};

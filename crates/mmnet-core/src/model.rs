@@ -58,6 +58,9 @@ pub struct TrainingSummary {
     /// it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<crate::profile::TrainingProfile>,
+    /// The parent model, when warm-started from one (`mmnet train --init-from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<crate::warm::Lineage>,
 }
 
 /// A trained MMNet.

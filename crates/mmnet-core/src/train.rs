@@ -21,6 +21,7 @@ use crate::profile::TrainingProfile;
 use crate::scaler::{MinMaxScaler, Scaling};
 use crate::score::{ScoreConfig, score_scaled};
 use crate::select::Selection;
+use crate::warm::{Lineage, WarmStart};
 
 /// Training data: raw (unscaled) rows of D_u and D_l with the same feature columns.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +50,9 @@ pub struct FitConfig {
     /// Choose `mmnet_score` among candidates on a validation split of D_u and D_l (one
     /// extra training run; see [`crate::select`]); `None` = use `score.variant` as given.
     pub selection: Option<Selection>,
+    /// Start from a trained model instead of a random initialisation (its architecture
+    /// replaces `model`'s memory sizes; see [`crate::warm`]).
+    pub warm_start: Option<WarmStart>,
 }
 
 impl FitConfig {
@@ -144,6 +148,7 @@ impl FitOptions {
             scaling: self.scaling,
             threshold_quantile: Some(self.threshold_quantile),
             selection: self.score.is_none().then(Selection::default),
+            warm_start: None,
         })
     }
 }
@@ -260,6 +265,18 @@ pub fn fit(
     cfg: &FitConfig,
     observer: &mut dyn TrainObserver,
 ) -> Result<Model> {
+    let warm_cfg;
+    let cfg = match &cfg.warm_start {
+        Some(w) => {
+            w.check_features(data.features)?;
+            let mut c = cfg.clone();
+            // The parent's architecture and masking, with the grown M_l.
+            c.model = w.params();
+            warm_cfg = c;
+            &warm_cfg
+        }
+        None => cfg,
+    };
     validate(&data, cfg)?;
     // Both sides of the split need a row of D_u too.
     let Some(sel) = cfg
@@ -306,13 +323,19 @@ fn fit_once(
 ) -> Result<Model> {
     let start = Instant::now();
     let (mp, tp) = (&cfg.model, &cfg.train);
-    let scaler = MinMaxScaler::fit(&[data.unlabeled, data.labeled], cfg.scaling)?;
+    let scaler = match &cfg.warm_start {
+        Some(w) if !w.refit_scaling => w.parent.scaler.clone(),
+        _ => MinMaxScaler::fit(&[data.unlabeled, data.labeled], cfg.scaling)?,
+    };
     let xu = scaler.transform(data.unlabeled);
     let xl = scaler.transform(data.labeled);
     let d = xu.ncols();
 
     let mut rng = ChaCha8Rng::seed_from_u64(tp.seed);
-    let mut weights: Weights<f32> = Weights::init(d, mp, &mut rng);
+    let mut weights: Weights<f32> = match &cfg.warm_start {
+        Some(w) => w.initial_weights(xl.view(), &mut rng)?,
+        None => Weights::init(d, mp, &mut rng),
+    };
     let mut grads = weights.zeros_like();
     let mut adam = Adam::new(&weights, tp);
     let mut scratch = StepScratch::default();
@@ -421,6 +444,16 @@ fn fit_once(
             wall_seconds: start.elapsed().as_secs_f64(),
             history,
             profile,
+            lineage: match &cfg.warm_start {
+                Some(w) => Some(Lineage {
+                    parent_digest: crate::artifact::model_digest(&w.parent)?,
+                    data: w.data.clone(),
+                    epochs: tp.epochs,
+                    grown_anomaly_memory: w.grow_anomaly_memory,
+                    refit_scaling: w.refit_scaling,
+                }),
+                None => None,
+            },
         },
         kernel: Default::default(),
     })

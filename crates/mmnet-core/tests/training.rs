@@ -364,3 +364,97 @@ fn explanations_point_at_the_anomaly_memory_and_the_odd_feature() {
     assert_eq!(e[0].features[0].feature, "x5", "{:?}", e[0].features);
     assert_eq!(e[0].features[0].value, 4.0);
 }
+
+#[test]
+fn warm_start_continues_from_the_parent_and_grows_the_anomaly_memory() {
+    use mmnet_core::warm::WarmStart;
+    let normal = blobs(1500, 0.0, 1);
+    let parent = train_on(&normal, &blobs(30, 3.0, 3), &cfg(10, 0));
+    let (k, l) = (parent.params.memory_normal, parent.params.memory_anomaly);
+    // New traffic on a wider range, and a new kind of anomaly (another centre).
+    let newer = blobs(1500, 0.2, 4);
+    let new_kind = blobs(30, -3.0, 5);
+    let warm = |grow: usize, refit: bool, epochs: usize| {
+        let mut c = cfg(epochs, 7);
+        c.warm_start = Some(WarmStart {
+            parent: parent.clone(),
+            refit_scaling: refit,
+            grow_anomaly_memory: grow,
+            data: "new.parquet".into(),
+        });
+        train_on(&newer, &new_kind, &c)
+    };
+    // The initial weights are the parent's, plus the new items at encodings of new rows.
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let ws = WarmStart {
+        parent: parent.clone(),
+        refit_scaling: false,
+        grow_anomaly_memory: 4,
+        data: String::new(),
+    };
+    let scaled = parent.scaler.transform(new_kind.view());
+    let w0 = ws.initial_weights(scaled.view(), &mut rng).unwrap();
+    assert_eq!(w0.memory.nrows(), k + l + 4);
+    assert_eq!(
+        w0.memory.slice(ndarray::s![..k + l, ..]),
+        parent.weights.memory
+    );
+    assert_eq!(w0.enc1, parent.weights.enc1);
+    let z = mmnet_core::network::forward(&parent.weights, scaled.view(), &parent.params).z;
+    for r in w0.memory.slice(ndarray::s![k + l.., ..]).rows() {
+        assert!(
+            z.rows().into_iter().any(|zr| zr == r),
+            "a new item is not an encoding"
+        );
+    }
+
+    let child = warm(4, false, 3);
+    assert_eq!(child.params.memory_anomaly, l + 4);
+    assert_eq!(child.params.memory_normal, k);
+    assert_eq!(child.weights.memory.nrows(), k + l + 4);
+    assert_eq!(child.scaler, parent.scaler, "scaling kept by default");
+    let lin = child.training.lineage.clone().unwrap();
+    assert_eq!(
+        lin.parent_digest,
+        mmnet_core::artifact::model_digest(&parent).unwrap()
+    );
+    assert_eq!(
+        (lin.epochs, lin.grown_anomaly_memory, lin.data.as_str()),
+        (3, 4, "new.parquet")
+    );
+    // It learned the new kind: ranks it above the new normal traffic.
+    let test = concatenate(
+        Axis(0),
+        &[blobs(200, 0.2, 8).view(), blobs(20, -3.0, 9).view()],
+    )
+    .unwrap();
+    let s = child.score(test.view(), false, None).unwrap().score;
+    let labels: Vec<bool> = (0..220).map(|i| i >= 200).collect();
+    assert!(auc_roc(&s, &labels).unwrap() > 0.9);
+    // --refit-scaling fits the scaler on the new data; the lineage says so.
+    let refit = warm(0, true, 1);
+    assert_ne!(refit.scaler, parent.scaler);
+    assert!(refit.training.lineage.as_ref().unwrap().refit_scaling);
+    assert!(parent.training.lineage.is_none());
+    // The manifest keeps the lineage and the profile: a saved child loads equal.
+    let dir = tempfile::tempdir().unwrap();
+    mmnet_core::artifact::save(&child, dir.path()).unwrap();
+    assert_eq!(mmnet_core::artifact::load(dir.path()).unwrap(), child);
+    assert!(child.training.profile.is_some());
+    // Other features than the parent's are refused, naming one.
+    let mut c = cfg(1, 0);
+    c.warm_start = Some(ws);
+    let f: Vec<String> = (0..8).map(|i| format!("y{i}")).collect();
+    let e = fit(
+        TrainData {
+            features: &f,
+            unlabeled: newer.view(),
+            labeled: new_kind.view(),
+        },
+        &c,
+        &mut mmnet_core::train::Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("missing `x0`"), "{e}");
+}
