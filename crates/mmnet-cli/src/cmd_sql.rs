@@ -36,22 +36,68 @@ fn split_named(s: &str, default: Option<&str>, what: &str) -> Result<(String, Pa
     }
 }
 
+/// A session with every model and table registered, and where each model came from (for
+/// `\reload`).
+pub struct Session {
+    ctx: SessionContext,
+    registry: ModelRegistry,
+    models: Vec<(String, PathBuf)>,
+}
+
 /// Builds a session with every model and table registered.
-pub async fn session(models: &[String], tables: &[String]) -> Result<SessionContext> {
+pub async fn session(models: &[String], tables: &[String]) -> Result<Session> {
     let ctx = mmnet_arrow::sql::new_session();
     let mut registry = ModelRegistry::default();
+    let mut sources = Vec::new();
     for m in models {
         let (name, path) = split_named(m, Some("mmnet"), "--model")?;
         let model = mmnet_core::artifact::load(&path)?;
         registry
             .register(&ctx, &name, model)
             .with_context(|| format!("registering model {}", path.display()))?;
+        sources.push((name, path));
     }
     for t in tables {
         let (name, path) = split_named(t, None, "--table")?;
         register_table(&ctx, &name, &path).await?;
     }
-    Ok(ctx)
+    Ok(Session {
+        ctx,
+        registry,
+        models: sources,
+    })
+}
+
+impl Session {
+    /// `\reload`: loads every model again from its path (a flipped symlink is followed); a
+    /// model that fails to load is reported and the one in use stays.
+    fn reload(&mut self) {
+        for (name, path) in &self.models {
+            let loaded = mmnet_core::artifact::load(path)
+                .map_err(anyhow::Error::from)
+                .and_then(|m| Ok(self.registry.replace(&self.ctx, name, m)?));
+            match loaded {
+                Ok(old) => {
+                    let new = self.registry_digest(name);
+                    if new.as_deref() == Some(old.digest.as_str()) {
+                        println!("model {name}: unchanged ({})", &old.digest[..12]);
+                    } else {
+                        println!(
+                            "model {name}: {} -> {} ({})",
+                            &old.digest[..12],
+                            new.as_deref().map_or("?", |d| &d[..12]),
+                            path.display()
+                        );
+                    }
+                }
+                Err(e) => eprintln!("model {name}: reload failed, keeping the old one: {e:#}"),
+            }
+        }
+    }
+
+    fn registry_digest(&self, name: &str) -> Option<String> {
+        self.registry.digest(name)
+    }
 }
 
 /// DataFusion wraps planning errors in context layers whose messages repeat the inner one;
@@ -114,24 +160,27 @@ pub fn run(a: SqlArgs) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let ctx = session(&a.models, &a.tables).await?;
+        let mut s = session(&a.models, &a.tables).await?;
         match &a.query {
-            Some(q) => run_query(&ctx, q, a.output.as_ref()).await,
-            None => interactive(&ctx).await,
+            Some(q) => run_query(&s.ctx, q, a.output.as_ref()).await,
+            None => interactive(&mut s).await,
         }
     })
 }
 
 /// A prompt like datafusion-cli's: history (in ~/.mmnet_history), statements over several
-/// lines until `;`, errors printed without leaving. `\q`, `quit` or Ctrl-D exits.
-async fn interactive(ctx: &SessionContext) -> Result<()> {
+/// lines until `;`, errors printed without leaving. `\q`, `quit` or Ctrl-D exits;
+/// `\reload` loads the models again from their paths.
+async fn interactive(s: &mut Session) -> Result<()> {
     use rustyline::error::ReadlineError;
     let mut rl = rustyline::DefaultEditor::new()?;
     let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".mmnet_history"));
     if let Some(h) = &history {
         let _ = rl.load_history(h);
     }
-    println!("mmnet sql: end statements with `;`, \\q to quit. Tables: SHOW TABLES;");
+    println!(
+        "mmnet sql: end statements with `;`, \\q to quit, \\reload to load the models again. Tables: SHOW TABLES;"
+    );
     let mut buf = String::new();
     loop {
         let prompt = if buf.is_empty() { "mmnet> " } else { "   ..> " };
@@ -141,12 +190,17 @@ async fn interactive(ctx: &SessionContext) -> Result<()> {
                 if buf.is_empty() && matches!(t, "\\q" | "quit" | "exit") {
                     break;
                 }
+                if buf.is_empty() && t == "\\reload" {
+                    s.reload();
+                    continue;
+                }
                 buf.push_str(&line);
                 buf.push('\n');
                 if t.ends_with(';') {
                     let stmt = std::mem::take(&mut buf);
                     let _ = rl.add_history_entry(stmt.trim());
-                    if let Err(e) = run_query(ctx, stmt.trim().trim_end_matches(';'), None).await {
+                    if let Err(e) = run_query(&s.ctx, stmt.trim().trim_end_matches(';'), None).await
+                    {
                         eprintln!("error: {e:#}");
                     }
                 }

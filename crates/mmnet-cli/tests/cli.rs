@@ -910,3 +910,80 @@ fn warm_start_from_a_model_records_its_lineage() {
         &["--init-from"],
     );
 }
+
+#[test]
+fn sql_prompt_reloads_models_from_their_paths() {
+    use std::io::{BufRead as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, a) = trained(dir.path(), 200, 1);
+    let b = dir.path().join("b");
+    ok(&[
+        "train",
+        "--data",
+        p(&csv),
+        "--exclude",
+        "id",
+        "--out",
+        p(&b),
+        "--epochs",
+        "1",
+        "--memory-size",
+        "8",
+        "--seed",
+        "9",
+        "--quiet",
+    ]);
+    let link = dir.path().join("current");
+    std::os::unix::fs::symlink(&a, &link).unwrap();
+    let table = format!("readings={}", p(&csv));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmnet"))
+        .args(["sql", "--model", p(&link), "--table", &table])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Sends `input` and returns stdout up to the first line containing `until`.
+    let mut ask = |input: &str, until: &str| -> String {
+        stdin.write_all(input.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        let mut got = String::new();
+        for l in lines.by_ref() {
+            let l = l.unwrap();
+            got.push_str(&l);
+            got.push('\n');
+            if l.contains(until) {
+                return got;
+            }
+        }
+        panic!("no `{until}` in:\n{got}");
+    };
+    let query = "SELECT round(sum(mmnet_score(*)), 3) AS total FROM readings;\n";
+    let before = ask(query, "row(s)");
+    // Flip the link to B: `\reload` follows it, and queries from then on use B.
+    let tmp = dir.path().join("tmp");
+    std::os::unix::fs::symlink(&b, &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    let reloaded = ask("\\reload\n", "model mmnet");
+    assert!(reloaded.contains(" -> "), "{reloaded}");
+    let after = ask(query, "row(s)");
+    assert_ne!(before, after, "the reloaded model scores differently");
+    // A missing model: reported, the one in use stays.
+    std::fs::remove_file(&link).unwrap();
+    let same = ask(&format!("\\reload\n{query}"), "row(s)");
+    let strip = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with('|'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&same), strip(&after));
+    drop(ask);
+    drop(stdin); // end of input: the prompt exits
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("reload failed, keeping the old one"), "{err}");
+}

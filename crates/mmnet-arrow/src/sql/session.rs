@@ -30,6 +30,8 @@ pub fn new_session() -> SessionContext {
 #[derive(Debug, Default)]
 pub struct ModelRegistry {
     names: Vec<String>,
+    /// UDF name -> model, read by the session's one `*`-expansion rewrite.
+    functions: Arc<std::sync::RwLock<HashMap<String, Arc<SharedModel>>>>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -62,20 +64,61 @@ impl ModelRegistry {
                 "a model is already registered under this name",
             ));
         }
+        if self.names.is_empty() {
+            let mut ctx = ctx.clone();
+            ctx.register_function_rewrite(Arc::new(ExpandModelWildcard {
+                functions: self.functions.clone(),
+            }))
+            .map_err(|e| TableError::malformed(name, format!("registering `*` expansion: {e}")))?;
+        }
+        let shared = self.install(ctx, name, model)?;
+        self.names.push(name.to_string());
+        Ok(shared)
+    }
+
+    /// Replaces the model behind `name`'s functions (`\reload` at the SQL prompt): queries
+    /// planned from now on use `model`; one already running keeps the one it was planned
+    /// with. Returns the previous model.
+    pub fn replace(
+        &mut self,
+        ctx: &SessionContext,
+        name: &str,
+        model: Model,
+    ) -> Result<Arc<SharedModel>> {
+        let key = format!("{name}_{}", UdfKind::ALL[0].suffix());
+        let old = self
+            .functions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| TableError::malformed(name, "no model is registered under this name"))?;
+        self.install(ctx, name, model)?;
+        Ok(old)
+    }
+
+    /// Registers `name`'s four functions over `model` (replacing any of the same names).
+    fn install(&self, ctx: &SessionContext, name: &str, model: Model) -> Result<Arc<SharedModel>> {
         let digest = mmnet_core::artifact::model_digest(&model)?;
         let shared = Arc::new(SharedModel { model, digest });
-        let mut functions = HashMap::new();
+        let mut map = self.functions.write().unwrap_or_else(|e| e.into_inner());
         for kind in UdfKind::ALL {
             let udf = ModelUdf::new(name, kind, shared.clone());
             let f = ScalarUDF::new_from_impl(udf);
-            functions.insert(f.name().to_string(), shared.clone());
+            map.insert(f.name().to_string(), shared.clone());
             ctx.register_udf(f);
         }
-        let mut ctx = ctx.clone();
-        ctx.register_function_rewrite(Arc::new(ExpandModelWildcard { functions }))
-            .map_err(|e| TableError::malformed(name, format!("registering `*` expansion: {e}")))?;
-        self.names.push(name.to_string());
         Ok(shared)
+    }
+
+    /// The weights digest of the model behind `name`'s functions.
+    pub fn digest(&self, name: &str) -> Option<String> {
+        let key = format!("{name}_{}", UdfKind::ALL[0].suffix());
+        self.functions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .map(|m| m.digest.clone())
     }
 
     /// Names registered so far.

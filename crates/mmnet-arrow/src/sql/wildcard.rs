@@ -20,10 +20,12 @@ use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 use super::udf::SharedModel;
 
 /// Rewrites wildcard arguments of the UDFs of every registered model.
+/// The map is shared with the [`super::ModelRegistry`] that registered it, so a model
+/// registered or reloaded later is expanded with its own features.
 #[derive(Debug, Default)]
 pub struct ExpandModelWildcard {
     /// UDF name -> model whose features replace the wildcard.
-    pub functions: HashMap<String, Arc<SharedModel>>,
+    pub functions: Arc<std::sync::RwLock<HashMap<String, Arc<SharedModel>>>>,
 }
 
 /// The qualifier of a wildcard argument: `None` for `*`, `Some(t)` for `t.*`.
@@ -95,7 +97,13 @@ impl FunctionRewrite for ExpandModelWildcard {
         let Expr::ScalarFunction(ScalarFunction { func, args }) = expr else {
             return Ok(Transformed::no(expr));
         };
-        let Some(model) = self.functions.get(func.name()) else {
+        let model = self
+            .functions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(func.name())
+            .cloned();
+        let Some(model) = model else {
             return Ok(Transformed::no(Expr::ScalarFunction(ScalarFunction {
                 func,
                 args,
