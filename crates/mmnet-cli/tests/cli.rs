@@ -980,7 +980,6 @@ fn sql_prompt_reloads_models_from_their_paths() {
             .join("\n")
     };
     assert_eq!(strip(&same), strip(&after));
-    drop(ask);
     drop(stdin); // end of input: the prompt exits
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
