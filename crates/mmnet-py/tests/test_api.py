@@ -80,6 +80,11 @@ def test_every_input_kind_scores_the_same(model, splits):
     for name, data in inputs.items():
         got = model.score(data).column("mmnet_score")
         assert got.equals(want), name
+    # A pandas index is never a feature (pandas' capsule export would add it as a column).
+    sub = test.to_pandas().iloc[::2]
+    assert model.score(sub).column("mmnet_score").equals(model.score(pa.Table.from_pandas(sub, preserve_index=False)).column("mmnet_score"))
+    trained = mmnet.train(sub.assign(label=(np.arange(len(sub)) < 30).astype(int)), epochs=1, score="mse")
+    assert "__index_level_0__" not in trained.features
     # Other numeric types are cast: float64 features score the same as the file's.
     f64 = pa.table({n: test.column(n).cast(pa.float64()) for n in model.features})
     assert model.score(f64).column("mmnet_score").equals(want)

@@ -33,15 +33,16 @@ SCORE_COLUMNS = ("mmnet_score", "s_sum", "s_kl", "is_anomaly")
 def _data(data: Any) -> Any:
     """A path or an object the native module can read through the Arrow PyCapsule interface.
 
-    pandas DataFrames older than pandas 2.2 do not export the capsule: they go through
-    ``pyarrow.Table.from_pandas`` (which shares numeric buffers where it can).
+    pandas DataFrames go through ``pyarrow.Table.from_pandas(preserve_index=False)`` (numeric
+    columns shared where pandas allows): pandas' own capsule export carries a non-default
+    index as a column `__index_level_0__`, which would become a feature (row numbers!).
     """
     if isinstance(data, (str, os.PathLike)):
         return data
-    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
-        return data
     if type(data).__module__.startswith("pandas"):
         return pa.Table.from_pandas(data, preserve_index=False)
+    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
+        return data
     if isinstance(data, np.ndarray):
         raise TypeError(
             "a bare numpy array has no column names; use Model.decision_function(X) / "
