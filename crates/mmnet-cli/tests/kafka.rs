@@ -14,21 +14,6 @@ use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-fn produce(broker: &Broker, topic: &str, extra: &[&str]) -> String {
-    let data = spambase();
-    let mut args = vec![
-        "produce",
-        "--data",
-        data.to_str().unwrap(),
-        "--brokers",
-        &broker.addr,
-        "--topic",
-        topic,
-    ];
-    args.extend_from_slice(extra);
-    ok(&args)
-}
-
 fn group_args<'a>(input: &'a str, output: &'a str, group: &'a str) -> Vec<&'a str> {
     vec![
         "--input-topic",

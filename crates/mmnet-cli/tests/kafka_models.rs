@@ -52,21 +52,16 @@ fn flip(link: &Path, target: &Path) {
 }
 
 fn produce_rows(broker: &Broker, topic: &str, limit: usize, repeat: usize) {
-    let data = spambase();
     let (limit, repeat) = (limit.to_string(), repeat.to_string());
-    ok(&[
-        "produce",
-        "--data",
-        data.to_str().unwrap(),
-        "--brokers",
-        &broker.addr,
-        "--topic",
-        topic,
-        "--limit",
-        &limit,
-        "--repeat",
-        &repeat,
-    ]);
+    produce(broker, topic, &["--limit", &limit, "--repeat", &repeat]);
+}
+
+/// A broker with `telemetry` and `scores` topics of `partitions` partitions.
+fn broker_with_topics(dir: &Path, partitions: u32) -> Broker {
+    let broker = Broker::start(dir);
+    broker.create_topic("telemetry", partitions);
+    broker.create_topic("scores", partitions);
+    broker
 }
 
 fn start(broker: &Broker, dir: &Path, model: &Path, group: &str, extra: &[&str]) -> Operator {
@@ -136,9 +131,7 @@ fn two_hot_swaps_mid_stream_lose_nothing_and_never_go_back() {
     assert!(da != db && db != dc && da != dc);
     let link = dir.path().join("current");
     flip(&link, &a);
-    let broker = Broker::start(dir.path());
-    broker.create_topic("telemetry", 3);
-    broker.create_topic("scores", 3);
+    let broker = broker_with_topics(dir.path(), 3);
     let op = start(&broker, dir.path(), &link, "swap", &["--watch-model"]);
     op.wait_assigned(Duration::from_secs(60));
     let reloads_ok = "mmnet_model_reloads_total{result=\"ok\"}";
@@ -209,9 +202,7 @@ fn a_corrupt_model_is_refused_and_the_old_one_keeps_serving() {
         }
     };
     copy_model(&a);
-    let broker = Broker::start(dir.path());
-    broker.create_topic("telemetry", 2);
-    broker.create_topic("scores", 2);
+    let broker = broker_with_topics(dir.path(), 2);
     let op = start(&broker, dir.path(), &served, "corrupt", &[]);
     op.wait_assigned(Duration::from_secs(60));
     produce_rows(&broker, "telemetry", 3_000, 1);
@@ -277,9 +268,7 @@ fn shadow_scores_every_record_like_offline_scoring() {
     let a = model_with_seed(dir.path(), 1);
     let b = model_with_seed(dir.path(), 2);
     let db = digest(&b);
-    let broker = Broker::start(dir.path());
-    broker.create_topic("telemetry", 2);
-    broker.create_topic("scores", 2);
+    let broker = broker_with_topics(dir.path(), 2);
     let op = start(
         &broker,
         dir.path(),
@@ -412,9 +401,7 @@ fn drift_metrics_stay_flat_on_training_traffic_and_move_on_a_shift() {
     );
     let config = dir.path().join("drift.toml");
     std::fs::write(&config, "[drift]\nwindow_rows = 2000\nmax_features = 5\n").unwrap();
-    let broker = Broker::start(dir.path());
-    broker.create_topic("telemetry", 2);
-    broker.create_topic("scores", 2);
+    let broker = broker_with_topics(dir.path(), 2);
     let op = start(
         &broker,
         dir.path(),

@@ -334,6 +334,22 @@ pub fn spambase() -> PathBuf {
     root().join("data/spambase.parquet")
 }
 
+/// `mmnet produce` of the shipped Spambase rows into `topic` (keys: row numbers).
+pub fn produce(broker: &Broker, topic: &str, extra: &[&str]) -> String {
+    let data = spambase();
+    let mut args = vec![
+        "produce",
+        "--data",
+        data.to_str().unwrap(),
+        "--brokers",
+        &broker.addr,
+        "--topic",
+        topic,
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
 /// librdkafka settings Tansu needs for quick group joins (ECOSYSTEM.md).
 pub const GROUP_TIMEOUTS: [&str; 6] = [
     "-X",
