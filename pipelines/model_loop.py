@@ -16,7 +16,8 @@
      stream showed (records per model digest, shadow disagreements).
 
 usage: model_loop.py MMNET NSLKDD.parquet OUT [SEEDS]   (make loop; SEEDS default "0 1 2 3 4")
-env:   EPOCHS1 (200), EPOCHS2 (30), GROW (8), TANSU (.tools/bin/tansu)
+env:   EPOCHS1 (200), EPOCHS2 (30), GROW (8), TANSU (.tools/bin/tansu),
+       REUSE_V1=1 (keep OUT/seedN/splits and v1 from an earlier run: only v2 and the streams)
 """
 
 import json
@@ -178,12 +179,13 @@ def manifest(model):
 
 def one_seed(mmnet, tansu, kdd_train, kdd_test, out, seed):
     out.mkdir(parents=True, exist_ok=True)
-    run(mmnet, "experiment", "--data", kdd_train, "--runs", 1, "--seed", seed,
-        "--export-splits", out / "splits", "--export-only")
     train, held = out / "splits/run0/train.parquet", out / "splits/run0/test.parquet"
     v1, v2 = out / "v1", out / "v2"
-    run(mmnet, "train", "--data", train, "--exclude", "true_label", "--memory-size", 64,
-        "--epochs", EPOCHS1, "--seed", seed, "--quiet", "--out", v1)
+    if not (os.environ.get("REUSE_V1") == "1" and (v1 / "manifest.json").exists()):
+        run(mmnet, "experiment", "--data", kdd_train, "--runs", 1, "--seed", seed,
+            "--export-splits", out / "splits", "--export-only")
+        run(mmnet, "train", "--data", train, "--exclude", "true_label", "--memory-size", 64,
+            "--epochs", EPOCHS1, "--seed", seed, "--quiet", "--out", v1)
     half = kdd_test.num_rows // 2
     first, second = kdd_test.slice(0, half), kdd_test.slice(half)
     pq.write_table(first, out / "half1.parquet")

@@ -32,9 +32,11 @@ pub struct ModelOpts {
     /// held-out labeled anomalies from held-out unlabeled rows best, exact ties going to the
     /// first, at the cost of one extra training run on 2/3 of the labels), one of those
     /// fusions (robust z-scores of ln MSE, the anomaly log-odds and -S_KL), paper (eq. 19),
-    /// s_sum, s_kl or calibrated.
-    #[arg(long, default_value = "auto", value_parser = parse_choice)]
-    pub score: ScoreChoice,
+    /// s_sum, s_kl or calibrated. With --init-from the default is the parent's score (a
+    /// deployed model's score, and what its alerts were set on, stays as it was); say
+    /// `--score auto` to choose again.
+    #[arg(long, value_parser = parse_choice)]
+    pub score: Option<ScoreChoice>,
     /// lambda in the paper's score S = -(S_sum + lambda S_KL).
     #[arg(long, default_value_t = 0.1)]
     pub lambda: f64,
@@ -93,8 +95,8 @@ impl ModelOpts {
             batch_size: self.batch_size,
             learning_rate: self.learning_rate,
             score: match self.score {
-                ScoreChoice::Auto => None,
-                ScoreChoice::Fixed(v) => Some(v),
+                None | Some(ScoreChoice::Auto) => None,
+                Some(ScoreChoice::Fixed(v)) => Some(v),
             },
             lambda: self.lambda,
             scaling: self.scaling,
@@ -161,6 +163,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         },
     )?;
     if let Some(parent) = parent {
+        if a.model.score.is_none() {
+            // Keep the parent's score: no validation probe, its variant and lambda.
+            cfg.selection = None;
+            cfg.score.variant = parent.score.variant;
+            cfg.score.lambda = parent.score.lambda;
+        }
         cfg.warm_start = Some(WarmStart {
             parent,
             refit_scaling: a.refit_scaling,

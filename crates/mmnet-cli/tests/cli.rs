@@ -879,6 +879,9 @@ fn warm_start_from_a_model_records_its_lineage() {
         pm["model"]["memory_anomaly"].as_u64().unwrap() + 2
     );
     assert_eq!(cm["scaler"], pm["scaler"], "the parent's scaling is kept");
+    // And its score, without a validation probe, unless --score says otherwise.
+    assert_eq!(cm["score"]["variant"], pm["score"]["variant"]);
+    assert!(cm["score"].get("selection").is_none(), "{}", cm["score"]);
     // Data without one of the parent's features is refused, naming it.
     let other = write_csv(dir.path(), "other.csv", 50, label, value);
     let text = std::fs::read_to_string(&other)
