@@ -34,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import mmnet  # the metrics `mmnet eval` reports
+
 TRAIN_ROWS = 125_973  # KDDTrain+; the rest of nslkdd.parquet is KDDTest+
 EPOCHS1 = int(os.environ.get("EPOCHS1", "200"))
 EPOCHS2 = int(os.environ.get("EPOCHS2", "30"))
@@ -55,31 +57,6 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
-
-
-def auc_roc(s, y):
-    order = np.argsort(s, kind="mergesort")
-    s_sorted = s[order]
-    ranks = np.empty(len(s))
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and s_sorted[j + 1] == s_sorted[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    pos = y == 1
-    n1, n0 = pos.sum(), (~pos).sum()
-    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def auc_pr(s, y):
-    """Average precision (sklearn's step-wise definition)."""
-    order = np.argsort(-s, kind="mergesort")
-    ys = y[order]
-    tp = np.cumsum(ys)
-    precision = tp / np.arange(1, len(ys) + 1)
-    return float((precision * ys).sum() / max(ys.sum(), 1))
 
 
 class Broker:
@@ -242,7 +219,8 @@ def one_seed(mmnet, tansu, kdd_train, kdd_test, out, seed):
         y = pq.read_table(data, columns=["label"]).column("label").to_numpy()
         for m, model in (("v1", v1), ("v2", v2)):
             s = offline_scores(mmnet, model, data, out / f"{m}_{name}.parquet")
-            res[f"{m}_{name}"] = {"auc_roc": auc_roc(s, y), "auc_pr": auc_pr(s, y)}
+            res[f"{m}_{name}"] = {"auc_roc": mmnet.auc_roc(s, y),
+                                   "auc_pr": mmnet.average_precision(s, y)}
     t1 = manifest(v1)["training"]["wall_seconds"]
     t2 = manifest(v2)["training"]["wall_seconds"]
     res.update(v1_seconds=t1, v2_seconds=t2, time_share=t2 / t1, new_labels=len(picked),

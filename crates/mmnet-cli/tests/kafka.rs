@@ -233,15 +233,7 @@ fn first_is(features: &[String], value: &str) -> Vec<u8> {
 }
 
 fn features() -> Vec<String> {
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model().join("manifest.json")).unwrap())
-            .unwrap();
-    m["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
+    model_features(&model())
 }
 
 /// An Arrow IPC stream with the model's features as Float64, `bad_row` holding a NaN.

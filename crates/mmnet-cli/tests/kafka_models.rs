@@ -16,30 +16,15 @@ use kafka_support::*;
 /// features).
 fn model_with_seed(dir: &Path, seed: u64) -> PathBuf {
     let out = dir.join(format!("model-{seed}"));
-    let data = spambase();
-    ok(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--memory-size",
-        "8",
-        "--seed",
-        &seed.to_string(),
-        "--score",
-        "mse_logit",
-        "--quiet",
-    ]);
+    train_spambase(&out, &["--seed", &seed.to_string(), "--score", "mse_logit"]);
     out
 }
 
 fn digest(model: &Path) -> String {
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model.join("manifest.json")).unwrap()).unwrap();
-    m["weights"]["sha256"].as_str().unwrap().to_string()
+    manifest(model)["weights"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Points `link` at `target` atomically (a new symlink renamed over the old one), the way
@@ -340,18 +325,6 @@ fn shadow_scores_every_record_like_offline_scoring() {
         differ += usize::from(fa != fb);
     }
     assert_eq!(disagreements, differ as f64);
-}
-
-/// The feature names of a model's manifest.
-fn model_features(model: &Path) -> Vec<String> {
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model.join("manifest.json")).unwrap()).unwrap();
-    m["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
 }
 
 fn produce_file(broker: &Broker, topic: &str, data: &Path) {

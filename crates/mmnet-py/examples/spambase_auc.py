@@ -19,15 +19,6 @@ import mmnet
 REPO = Path(__file__).resolve().parents[3]
 
 
-def auc_roc(scores, labels):
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    pos = labels == 1
-    n1, n0 = pos.sum(), (~pos).sum()
-    return (ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
-
-
 t = pq.read_table(REPO / "data" / "spambase.parquet")
 y = t.column("label").to_numpy()
 rng = np.random.default_rng(0)
@@ -42,7 +33,7 @@ train = train.set_column(train.schema.get_field_index("label"), "label", pa.arra
 model = mmnet.train(train, memory_size=32, epochs=200, seed=0)
 scores = model.score(test).column("mmnet_score").to_numpy()
 print(f"score {model.score_name}, AUC-ROC on {test.num_rows} held-out rows: "
-      f"{auc_roc(scores, test.column('label').to_numpy()):.4f}")
+      f"{mmnet.auc_roc(scores, test.column('label').to_numpy()):.4f}")
 
 if len(sys.argv) > 1:
     with tempfile.TemporaryDirectory() as d:

@@ -13,23 +13,6 @@ import mmnet
 from conftest import features_f32
 
 
-def auc(scores, labels):
-    """AUC-ROC by ranks (ties averaged), to check the model learned something."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    s = np.asarray(scores)[order]
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    pos = labels == 1
-    n1, n0 = pos.sum(), (~pos).sum()
-    return (ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
-
-
 def test_train_score_and_metadata(model, splits):
     _, test, _ = splits
     out = model.score(test)
@@ -38,7 +21,7 @@ def test_train_score_and_metadata(model, splits):
     assert out.schema.field("mmnet_score").type == pa.float32()
     assert out.schema.field("is_anomaly").type == pa.bool_()
     s = out.column("mmnet_score").to_numpy()
-    a = auc(s, test.column("label").to_numpy())
+    a = mmnet.auc_roc(s, test.column("label").to_numpy())
     assert a > 0.8, a
     flags = out.column("is_anomaly").to_numpy(zero_copy_only=False)
     assert (flags == (s > model.threshold)).all()
@@ -250,3 +233,13 @@ def test_cli_trained_model_loads_in_python(splits, cli, tmp_path):
     cli_scores = pacsv.read_csv(out).column("mmnet_score").to_numpy()
     py = model.score(d / "test.parquet").column("mmnet_score").to_numpy()
     np.testing.assert_allclose(py, cli_scores, rtol=1e-6, atol=1e-6)
+
+
+def test_metrics_are_mmnet_cores():
+    """The metrics `mmnet eval` reports: ties count one half; AUC-PR as scikit-learn's."""
+    assert mmnet.auc_roc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    assert mmnet.auc_roc([0.5, 0.5], [0, 1]) == 0.5
+    assert abs(mmnet.average_precision([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) - 5 / 6) < 1e-12
+    assert mmnet.auc_roc([0.1, 0.2], [0, 0]) is None
+    with pytest.raises(ValueError, match="2 scores but 3 labels"):
+        mmnet.auc_roc([0.1, 0.2], [0, 1, 1])

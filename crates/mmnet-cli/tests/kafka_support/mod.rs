@@ -305,6 +305,26 @@ pub fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Trains a small model (2 epochs, memory 8) on the shipped Spambase data into `out`, with
+/// `extra` flags (a seed, a score).
+pub fn train_spambase(out: &Path, extra: &[&str]) {
+    let data = spambase();
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--memory-size",
+        "8",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+}
+
 /// A small model trained once per test binary on the shipped Spambase data (57 features).
 pub fn model() -> PathBuf {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
@@ -312,22 +332,25 @@ pub fn model() -> PathBuf {
         .get_or_init(|| {
             let dir =
                 std::env::temp_dir().join(format!("mmnet-kafka-model-{}", std::process::id()));
-            let data = root().join("data/spambase.parquet");
-            ok(&[
-                "train",
-                "--data",
-                data.to_str().unwrap(),
-                "--out",
-                dir.to_str().unwrap(),
-                "--epochs",
-                "2",
-                "--memory-size",
-                "8",
-                "--quiet",
-            ]);
+            train_spambase(&dir, &[]);
             dir
         })
         .clone()
+}
+
+/// A model directory's manifest.json.
+pub fn manifest(model: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(model.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// The feature names of a model, in order.
+pub fn model_features(model: &Path) -> Vec<String> {
+    manifest(model)["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
 
 pub fn spambase() -> PathBuf {

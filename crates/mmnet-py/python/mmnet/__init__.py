@@ -22,7 +22,21 @@ import pyarrow as pa
 from . import _mmnet
 from ._mmnet import MmnetError, __version__
 
-__all__ = ["Model", "MmnetError", "train", "experiment", "__version__"]
+__all__ = ["Model", "MmnetError", "train", "experiment", "auc_roc", "average_precision",
+           "__version__"]
+
+
+def auc_roc(scores: Any, labels: Any) -> Optional[float]:
+    """AUC-ROC (ties averaged) of scores against 0/1 labels: mmnet-core's metric, the one
+    ``mmnet eval`` and ``mmnet experiment`` report. ``None`` when one class is absent."""
+    return _mmnet.auc_roc(np.asarray(scores, dtype=np.float32).tolist(),
+                          (np.asarray(labels) == 1).tolist())
+
+
+def average_precision(scores: Any, labels: Any) -> Optional[float]:
+    """Average precision (AUC-PR as scikit-learn defines it), as ``mmnet eval`` reports it."""
+    return _mmnet.average_precision(np.asarray(scores, dtype=np.float32).tolist(),
+                                    (np.asarray(labels) == 1).tolist())
 
 PathLike = Union[str, "os.PathLike[str]"]
 
