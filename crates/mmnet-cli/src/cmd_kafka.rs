@@ -7,6 +7,8 @@ use clap::{Args, ValueEnum};
 use mmnet_kafka::config::{Guarantee, InputFormat, OutputFormat};
 use mmnet_kafka::{Metrics, MetricsServer, OperatorConfig};
 
+use crate::security_args::SecurityArgs;
+
 /// Arguments of `mmnet kafka`. Flags override the `--config` file, which overrides defaults.
 #[derive(Debug, Args)]
 pub struct KafkaArgs {
@@ -31,9 +33,17 @@ pub struct KafkaArgs {
     /// Pipeline configuration (TOML); see --print-config.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// librdkafka property for consumer and producer, KEY=VALUE. Repeatable.
+    /// librdkafka property for consumer and producer, KEY=VALUE. Repeatable; password-like
+    /// keys are refused (use --secret-file or ${VAR} in --config).
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     pub librdkafka: Vec<String>,
+    /// TLS and SASL ([security]).
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    /// Seconds without a reachable broker before exiting non-zero (0 = wait forever;
+    /// [kafka] unavailable_timeout_s).
+    #[arg(long, value_name = "S")]
+    pub unavailable_timeout: Option<u64>,
     /// Delivery guarantee.
     #[arg(long, value_enum)]
     pub guarantee: Option<GuaranteeArg>,
@@ -46,8 +56,6 @@ pub struct KafkaArgs {
     /// Override the model's threshold for is_anomaly.
     #[arg(long)]
     pub threshold: Option<f32>,
-    /// Add an `explain` object (attended memory items, top error features) to every JSON
-    /// score record (= `[output] explain = true`).
     /// Reload the model when what --model names changes (a symlink flipped, a directory
     /// replaced by rename); SIGHUP reloads either way ([model] watch).
     #[arg(long)]
@@ -56,6 +64,8 @@ pub struct KafkaArgs {
     /// ([model] shadow_path).
     #[arg(long, value_name = "DIR")]
     pub shadow_model: Option<PathBuf>,
+    /// Add an `explain` object (attended memory items, top error features) to every JSON
+    /// score record (= `[output] explain = true`).
     #[arg(long)]
     pub explain: bool,
     /// Address for /metrics and /health ("" disables).
@@ -154,6 +164,10 @@ fn config(a: KafkaArgs) -> Result<OperatorConfig> {
     }
     for kv in &a.librdkafka {
         c.set_librdkafka(kv)?;
+    }
+    a.security.apply(&mut c.security)?;
+    if let Some(v) = a.unavailable_timeout {
+        c.kafka.unavailable_timeout_s = v;
     }
     c.validate()?;
     Ok(c)

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use mmnet_kafka::OperatorConfig;
 use mmnet_kafka::produce::{ProduceFormat, ProduceOptions, produce};
+
+use crate::security_args::SecurityArgs;
 
 /// Arguments of `mmnet produce`.
 #[derive(Debug, Args)]
@@ -12,9 +15,9 @@ pub struct ProduceArgs {
     /// Table to replay (.parquet, .csv or .npz); every column is sent.
     #[arg(long)]
     pub data: PathBuf,
-    /// Bootstrap brokers.
-    #[arg(long, default_value = "localhost:9092")]
-    pub brokers: String,
+    /// Bootstrap brokers (default: --config's [kafka] brokers, else localhost:9092).
+    #[arg(long)]
+    pub brokers: Option<String>,
     /// Destination topic.
     #[arg(long)]
     pub topic: String,
@@ -36,7 +39,15 @@ pub struct ProduceArgs {
     /// Replay the table this many times.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
-    /// librdkafka property, KEY=VALUE. Repeatable.
+    /// The operator's pipeline file: its [security], [librdkafka] and [producer] sections
+    /// apply here too (and [kafka] brokers unless --brokers is given).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// TLS and SASL.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    /// librdkafka property, KEY=VALUE. Repeatable; password-like keys are refused (use
+    /// --secret-file).
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     pub librdkafka: Vec<String>,
 }
@@ -55,16 +66,25 @@ pub fn run(a: ProduceArgs) -> Result<()> {
     if matches!(a.rate, Some(r) if !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of rows per second");
     }
-    let mut props = Vec::new();
+    // The operator's file, so that one file describes how to reach the cluster.
+    let mut file = match &a.config {
+        Some(p) => OperatorConfig::from_file(p)?,
+        None => OperatorConfig::default(),
+    };
+    a.security.apply(&mut file.security)?;
     for kv in &a.librdkafka {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("-X {kv}: expected KEY=VALUE"))?;
-        props.push((k.trim().to_string(), v.trim().to_string()));
+        file.set_librdkafka(kv)?;
     }
+    let props = file
+        .librdkafka
+        .iter()
+        .chain(&file.producer)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let opts = ProduceOptions {
         data: a.data,
-        brokers: a.brokers,
+        brokers: a.brokers.unwrap_or(file.kafka.brokers),
+        security: file.security,
         topic: a.topic,
         format: match a.format {
             FormatArg::Json => ProduceFormat::Json,

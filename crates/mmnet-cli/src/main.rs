@@ -14,6 +14,8 @@ mod cmd_sql;
 mod cmd_train;
 mod plots;
 mod progress;
+mod redacting_stderr;
+mod security_args;
 
 use std::process::ExitCode;
 
@@ -60,7 +62,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("MMNET_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mmnet_kafka=info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(redacting_stderr::RedactingStderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -77,7 +79,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let text = format!("{e:#}");
+            eprintln!("error: {}", mmnet_kafka::security::redact(&text));
             ExitCode::FAILURE
         }
     }

@@ -23,11 +23,127 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Guarantee, OperatorConfig};
 use crate::metrics::Metrics;
 
-/// Consumer callbacks: rebalances and statistics go to logs and metrics.
+/// Errors librdkafka reports but keeps retrying that no retry can fix: a refused login or a
+/// failed TLS handshake (wrong CA, a TLS client on a plaintext listener). Kafka's Java
+/// clients stop on these too (`SaslAuthenticationException`, `SslAuthenticationException`);
+/// retrying them forever would look like a hang.
+#[derive(Debug, Clone, Default)]
+pub struct Fatal(Arc<Mutex<Option<String>>>);
+
+impl Fatal {
+    /// Records the first fatal error (later ones are consequences).
+    pub fn set(&self, msg: String) {
+        if let Ok(mut f) = self.0.lock()
+            && f.is_none()
+        {
+            *f = Some(msg);
+        }
+    }
+
+    /// The fatal error, if one happened.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Resolves with the fatal error once there is one (polled: errors are rare and this
+    /// only races a wait that is itself long).
+    pub async fn wait(&self) -> String {
+        loop {
+            if let Some(m) = self.get() {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sorts a client error: fatal ones are recorded and returned.
+    fn classify(&self, error: &KafkaError, reason: &str) -> Option<String> {
+        let code = error.rdkafka_error_code()?;
+        let reason = crate::security::redact(reason);
+        let msg = match code {
+            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
+                format!(
+                    "the broker refused the login ({reason}); check security.sasl_username, the password and security.sasl_mechanism"
+                )
+            }
+            RDKafkaErrorCode::SSL => format!(
+                "TLS handshake failed ({reason}); check security.ca_location (the CA that signed the brokers' certificates), security.protocol and the broker address"
+            ),
+            _ => return None,
+        };
+        self.set(msg.clone());
+        Some(msg)
+    }
+}
+
+/// What the operator's two clients report about the cluster, shared by their contexts:
+/// connection state feeds readiness ([`Metrics::report_brokers`]), security errors
+/// [`Fatal`]. Both clients report because each is served at different times: the consumer's
+/// callbacks run only while it is polled (not while the pipeline is paused by backpressure),
+/// the producer's on its own thread but it connects only when it has something to send.
+#[derive(Debug, Clone)]
+pub struct ClientWatch {
+    /// Readiness and the brokers-up gauge.
+    pub metrics: Metrics,
+    /// Set on an error no retry can fix.
+    pub fatal: Fatal,
+    last_error: Arc<Mutex<String>>,
+}
+
+impl ClientWatch {
+    /// A watch feeding `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            metrics,
+            fatal: Fatal::default(),
+            last_error: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    fn on_error(&self, error: KafkaError, reason: &str) {
+        let text = crate::security::redact(reason).into_owned();
+        if let Some(msg) = self.fatal.classify(&error, reason) {
+            error!(target: "librdkafka", "{msg}");
+        } else {
+            warn!(target: "librdkafka", error = %error, "{text}");
+        }
+        if let Ok(mut l) = self.last_error.lock() {
+            *l = text;
+        }
+    }
+
+    fn on_stats(&self, client: Client, stats: &Statistics) {
+        // Any broker connection that is UP (connected, authenticated) will do; librdkafka
+        // reconnects by itself, this only observes it.
+        let up = stats.brokers.values().filter(|b| b.state == "UP").count();
+        if client == Client::Consumer {
+            self.metrics.brokers_up.set(up as i64);
+        }
+        let last = self.last_error.lock().map(|l| l.clone()).unwrap_or_default();
+        let reason = if last.is_empty() {
+            "no broker connection yet".to_string()
+        } else {
+            last
+        };
+        self.metrics.report_brokers(client as usize, up > 0, &reason);
+    }
+}
+
+/// Which client a statistics report came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// The input consumer.
+    Consumer = 0,
+    /// The score producer.
+    Producer = 1,
+}
+
+/// Consumer callbacks: rebalances and statistics go to logs and metrics, connection state
+/// and errors to the [`ClientWatch`].
 #[derive(Debug, Clone)]
 pub struct OperatorContext {
-    /// Where lag and assignment counts go.
-    pub metrics: Metrics,
+    /// Shared with the producer's context.
+    pub watch: ClientWatch,
     /// The input topic (statistics cover every topic the client knows).
     pub input_topic: String,
 }
@@ -37,14 +153,20 @@ impl ClientContext for OperatorContext {
         log_to_tracing(level, fac, msg);
     }
 
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.watch.on_error(error, reason);
+    }
+
     fn stats(&self, stats: Statistics) {
+        self.watch.on_stats(Client::Consumer, &stats);
+        let metrics = &self.watch.metrics;
         let Some(topic) = stats.topics.get(&self.input_topic) else {
             return;
         };
         for (&p, part) in &topic.partitions {
             // Partition -1 is librdkafka's internal UA partition; lag -1 means unknown.
             if p >= 0 && part.consumer_lag >= 0 {
-                self.metrics
+                metrics
                     .consumer_lag
                     .get_or_create(&vec![("partition", i64::from(p))])
                     .set(part.consumer_lag);
@@ -66,8 +188,8 @@ impl ConsumerContext for OperatorContext {
         // The list is dropped here, before anything could drop the consumer (see
         // ECOSYSTEM.md: a live list blocks rd_kafka_destroy).
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-        self.metrics.assigned_partitions.set(n as i64);
-        self.metrics.consumer_lag.clear();
+        self.watch.metrics.assigned_partitions.set(n as i64);
+        self.watch.metrics.consumer_lag.clear();
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
@@ -80,18 +202,32 @@ impl ConsumerContext for OperatorContext {
     }
 }
 
-/// A producer's callbacks: logs only.
+/// A producer's callbacks: logs, and security errors to [`Fatal`] (`mmnet produce` stops on
+/// them instead of waiting out `message.timeout.ms`).
 #[derive(Debug, Clone, Default)]
-pub struct LogContext;
+pub struct LogContext {
+    /// Set on an error no retry can fix.
+    pub fatal: Fatal,
+}
 
 impl ClientContext for LogContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         log_to_tracing(level, fac, msg);
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        match self.fatal.classify(&error, reason) {
+            Some(msg) => error!(target: "librdkafka", "{msg}"),
+            None => {
+                warn!(target: "librdkafka", error = %error, "{}", crate::security::redact(reason))
+            }
+        }
+    }
 }
 
 fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, msg: &str) {
     use RDKafkaLogLevel::*;
+    let msg = crate::security::redact(msg);
     // `-X` and `[librdkafka]` apply to both clients, so each warns about the other's
     // properties; that is expected, not worth a warning.
     let level = if fac == "CONFWARN" && msg.contains("will be ignored by this") {
@@ -115,8 +251,10 @@ fn partitions(tpl: &TopicPartitionList) -> String {
         .join(",")
 }
 
-/// Consumer settings: mmnet's required ones, then the user's (`[librdkafka]`, `[consumer]`).
-pub fn consumer_config(cfg: &OperatorConfig) -> ClientConfig {
+/// Consumer settings: mmnet's required ones, `[security]` (`security`, resolved by
+/// [`crate::security::SecuritySection::client_properties`]), then the user's (`[librdkafka]`,
+/// `[consumer]`).
+pub fn consumer_config(cfg: &OperatorConfig, security: &[(String, String)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.kafka.brokers)
         .set("group.id", &cfg.kafka.group)
@@ -149,20 +287,35 @@ pub fn consumer_config(cfg: &OperatorConfig) -> ClientConfig {
                 .set("isolation.level", "read_committed");
         }
     }
-    if !cfg.metrics.listen.is_empty() {
-        c.set("statistics.interval.ms", "5000");
-    }
+    // Statistics drive readiness (is any broker UP?) and the give-up clock as well as
+    // the lag gauges: every second, metrics endpoint or not. Parsing one small JSON
+    // document a second is noise next to scoring.
+    c.set("statistics.interval.ms", "1000");
+    apply_pairs(&mut c, security);
     apply(&mut c, cfg.librdkafka.iter().chain(cfg.consumer.iter()));
     c
 }
 
+fn apply_pairs(c: &mut ClientConfig, props: &[(String, String)]) {
+    for (k, v) in props {
+        c.set(k, v);
+    }
+}
+
 /// Producer settings: idempotent, key-hashed like the Java client, then the user's.
-pub fn producer_config(cfg: &OperatorConfig, transactional_id: Option<&str>) -> ClientConfig {
+pub fn producer_config(
+    cfg: &OperatorConfig,
+    security: &[(String, String)],
+    transactional_id: Option<&str>,
+) -> ClientConfig {
     let mut c = base_producer_config(&cfg.kafka.brokers);
     c.set("client.id", &cfg.kafka.client_id);
     if let Some(id) = transactional_id {
         c.set("transactional.id", id);
     }
+    // Readiness, as for the consumer.
+    c.set("statistics.interval.ms", "1000");
+    apply_pairs(&mut c, security);
     apply(&mut c, cfg.librdkafka.iter().chain(cfg.producer.iter()));
     c
 }
@@ -231,13 +384,25 @@ impl BatchAcks {
     }
 }
 
-/// The operator's producer context: librdkafka logs to `tracing`, deliveries to [`BatchAcks`].
-#[derive(Debug, Clone, Default)]
-pub struct AckContext;
+/// The operator's producer context: librdkafka logs to `tracing`, deliveries to
+/// [`BatchAcks`], connection state and errors to the [`ClientWatch`].
+#[derive(Debug, Clone)]
+pub struct AckContext {
+    /// Shared with the consumer's context.
+    pub watch: ClientWatch,
+}
 
 impl ClientContext for AckContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         log_to_tracing(level, fac, msg);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.watch.on_error(error, reason);
+    }
+
+    fn stats(&self, stats: Statistics) {
+        self.watch.on_stats(Client::Producer, &stats);
     }
 }
 
@@ -314,13 +479,13 @@ mod tests {
     #[test]
     fn consumer_defaults_yield_to_the_user() {
         let cfg = OperatorConfig::from_toml("").unwrap();
-        let c = consumer_config(&cfg);
+        let c = consumer_config(&cfg, &[]);
         assert_eq!(c.get("fetch.queue.backoff.ms"), Some("20"));
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         let cfg = OperatorConfig::from_toml("[consumer]\n\"fetch.queue.backoff.ms\" = \"500\"\n")
             .unwrap();
         assert_eq!(
-            consumer_config(&cfg).get("fetch.queue.backoff.ms"),
+            consumer_config(&cfg, &[]).get("fetch.queue.backoff.ms"),
             Some("500")
         );
     }

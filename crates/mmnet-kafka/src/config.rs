@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OperatorError, Result};
+use crate::security::{SecuritySection, expand_env, refuse_secret_on_command_line};
 
 /// Everything `mmnet kafka` needs to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -32,7 +33,10 @@ pub struct OperatorConfig {
     pub metrics: MetricsSection,
     /// Drift signals against the model's training profile.
     pub drift: DriftSection,
-    /// librdkafka properties for both consumer and producer (security, timeouts, ...).
+    /// TLS and SASL.
+    pub security: SecuritySection,
+    /// librdkafka properties for both consumer and producer (timeouts, tuning, ...); they
+    /// override what `[security]` sets.
     pub librdkafka: BTreeMap<String, String>,
     /// librdkafka properties for the consumer only.
     pub consumer: BTreeMap<String, String>,
@@ -90,6 +94,9 @@ pub struct KafkaSection {
     pub dlq_topic: Option<String>,
     /// `client.id` of the consumer and producer.
     pub client_id: String,
+    /// Seconds without any reachable broker after which the operator exits non-zero (for its
+    /// orchestrator to restart it); until then it waits, not ready. 0 = wait forever.
+    pub unavailable_timeout_s: u64,
 }
 
 impl Default for KafkaSection {
@@ -101,6 +108,7 @@ impl Default for KafkaSection {
             output_topic: String::new(),
             dlq_topic: None,
             client_id: "mmnet".into(),
+            unavailable_timeout_s: 300,
         }
     }
 }
@@ -286,28 +294,39 @@ impl OperatorConfig {
             reason: e.to_string(),
         })?;
         Self::from_toml(&text).map_err(|e| match e {
-            OperatorError::Config { reason, .. } => OperatorError::Config {
-                what: path.display().to_string(),
+            OperatorError::Config { what, reason } => OperatorError::Config {
+                what: if what == "<config>" {
+                    path.display().to_string()
+                } else {
+                    format!("{}: {what}", path.display())
+                },
                 reason,
             },
             other => other,
         })
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text; `${VAR}` in any string value is replaced by the environment
+    /// variable VAR (see [`expand_env`]).
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| OperatorError::Config {
+        let config_error = |e: &dyn std::fmt::Display| OperatorError::Config {
             what: "<config>".into(),
             reason: e.to_string(),
-        })
+        };
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| config_error(&e))?;
+        expand_env(&mut doc)?;
+        doc.try_into().map_err(|e| config_error(&e))
     }
 
-    /// Applies `-X key=value`: a librdkafka property for both clients.
+    /// Applies `-X key=value`: a librdkafka property for both clients. Password-like keys
+    /// are refused: the command line is visible to every user of the host.
     pub fn set_librdkafka(&mut self, kv: &str) -> Result<()> {
         let (k, v) = kv.split_once('=').ok_or_else(|| OperatorError::Config {
-            what: format!("-X {kv}"),
+            // Only the key: a malformed pair may still hold a secret.
+            what: format!("-X {}", kv.split(['=', ':']).next().unwrap_or_default()),
             reason: "expected key=value".into(),
         })?;
+        refuse_secret_on_command_line(k.trim())?;
         self.librdkafka.insert(k.trim().into(), v.trim().into());
         Ok(())
     }
@@ -333,6 +352,7 @@ impl OperatorConfig {
                 return bad(what, "must not be empty");
             }
         }
+        self.security.validate()?;
         if self.model.watch && self.model.watch_interval_ms == 0 {
             return bad("model.watch_interval_ms", "must be at least 1");
         }
@@ -423,6 +443,10 @@ output_topic = ""
 # dlq_topic = "telemetry-dlq"
 # client.id of the consumer and producer.
 client_id = "mmnet"
+# With no broker reachable the operator waits (librdkafka reconnects; /health says why it is
+# not ready) and resumes by itself; after this many seconds it exits non-zero so that its
+# orchestrator restarts it. 0 = wait forever.
+unavailable_timeout_s = 300
 
 [input]
 # "auto" (Arrow IPC stream if the message starts with its marker, else JSON), "json", "arrow".
@@ -479,13 +503,32 @@ listen = "127.0.0.1:9464"
 window_rows = 10000
 max_features = 10
 
-# librdkafka properties for both clients (-X key=value), e.g. security:
-#   "security.protocol" = "SASL_SSL"
-#   "sasl.mechanisms" = "SCRAM-SHA-512"
-#   "sasl.username" = "mmnet"
-#   "sasl.password" = "..."
-#   "ssl.ca.location" = "/etc/ssl/certs/ca.pem"
-# (TLS and SCRAM need a build with `--features tls`.)
+[security]
+# TLS and SASL; every mmnet binary has both (librdkafka with a vendored OpenSSL). Any string
+# in this file may be "${ENV_VAR}": replaced by that environment variable at startup.
+# "plaintext", "ssl", "sasl_plaintext" or "sasl_ssl" (--security-protocol).
+protocol = "plaintext"
+# SASL: "PLAIN" (send the password: TLS only), "SCRAM-SHA-256" or "SCRAM-SHA-512"
+# (default with a SASL protocol) (--sasl-mechanism, --sasl-username).
+# sasl_mechanism = "SCRAM-SHA-512"
+# sasl_username = "mmnet"
+# The password never goes on the command line: from the environment ...
+# sasl_password = "${KAFKA_PASSWORD}"
+# ... or from a file (--secret-file PATH); any librdkafka property can be read this way.
+# secret_files = { "sasl.password" = "/run/secrets/kafka-password" }
+# CA bundle (PEM) for the brokers' certificates (--ssl-ca); default: the system's CA store.
+# ca_location = "/etc/kafka/ca.pem"
+# Mutual TLS: client certificate and key (PEM); the key's password as sasl_password.
+# certificate_location = "/etc/kafka/client.pem"
+# key_location = "/etc/kafka/client.key"
+# key_password = "${KAFKA_KEY_PASSWORD}"
+# Check that a broker's certificate names the host connected to.
+verify_hostname = true
+# Secrets are kept out of logs, errors and /metrics: values given here, through ${VAR}
+# under a password-like key, or from secret_files are replaced by *** wherever printed.
+
+# librdkafka properties for both clients (-X key=value; password-like keys are refused on
+# the command line), e.g. "socket.keepalive.enable" = "true". They override [security].
 [librdkafka]
 
 # librdkafka properties for the consumer only, e.g. "session.timeout.ms" = "10000".

@@ -54,6 +54,32 @@ pub enum OperatorError {
         /// Error text.
         detail: String,
     },
+    /// No broker answered for longer than `kafka.unavailable_timeout_s`: the operator exits
+    /// for its orchestrator to restart it; uncommitted records are replayed then.
+    #[error(
+        "no Kafka broker reachable for {seconds} s (kafka.unavailable_timeout_s): {reason}; exiting (records not yet committed are scored again after a restart)"
+    )]
+    Unavailable {
+        /// How long the outage lasted.
+        seconds: u64,
+        /// The last connection error.
+        reason: String,
+    },
+    /// A login or TLS handshake failed: retrying cannot fix it.
+    #[error("kafka: {0}")]
+    Security(String),
+    /// A topic the operator needs does not exist.
+    #[error(
+        "the {role} topic `{topic}` does not exist on {brokers}; create it first (mmnet does not create topics: partitions, replication and retention are the cluster's choice)"
+    )]
+    MissingTopic {
+        /// input, output or dead-letter.
+        role: &'static str,
+        /// Its name.
+        topic: String,
+        /// The bootstrap brokers asked.
+        brokers: String,
+    },
     /// Files and sockets.
     #[error("{what}: {cause}")]
     Io {

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod operator;
 pub mod produce;
 pub mod record;
+pub mod security;
 pub mod serving;
 
 pub use config::OperatorConfig;

@@ -1,12 +1,13 @@
-//! Prometheus metrics and the `/health` endpoint.
+//! Prometheus metrics, readiness (`/health`) and liveness (`/live`).
 //!
 //! Metrics are plain atomics (prometheus-client) updated from the pipeline tasks; a small
 //! blocking HTTP server (tiny_http) on its own thread encodes them on scrape, so a slow
 //! scraper never touches the async runtime.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -24,6 +25,19 @@ pub type ReasonLabel = Vec<(&'static str, &'static str)>;
 pub type PartitionLabel = Vec<(&'static str, i64)>;
 /// Label set `{name="...",digest="..."}`.
 pub type ModelLabel = Vec<(&'static str, String)>;
+
+/// Why no broker is reachable, since when, from the clients' latest reports.
+#[derive(Debug)]
+struct Link {
+    down_since: Option<Instant>,
+    reason: String,
+    /// Per client: when it last reported, and whether a broker was UP then.
+    reports: [Option<(Instant, bool)>; 2],
+}
+
+/// A client's report older than this no longer counts (reports come every second while the
+/// client is served; the consumer is not served while backpressure pauses the pipeline).
+const REPORT_FRESH: Duration = Duration::from_secs(3);
 
 /// Lifecycle state reported by `/health`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +93,10 @@ pub struct Metrics {
     pub flagged_ratio: Gauge<f64, AtomicU64>,
     /// Rows with a feature outside its training range, by feature (capped series).
     pub out_of_range: Family<ModelLabel, Counter>,
+    /// Brokers the consumer holds an open, authenticated connection to.
+    pub brokers_up: Gauge,
     health: Arc<AtomicU8>,
+    link: Arc<Mutex<Link>>,
     registry: Arc<Registry>,
 }
 
@@ -112,7 +129,13 @@ impl Metrics {
             score_psi: Gauge::default(),
             flagged_ratio: Gauge::default(),
             out_of_range: Family::default(),
+            brokers_up: Gauge::default(),
             health: Arc::new(AtomicU8::new(Health::Starting as u8)),
+            link: Arc::new(Mutex::new(Link {
+                down_since: Some(Instant::now()),
+                reason: "connecting to the brokers".into(),
+                reports: [None; 2],
+            })),
             registry: Arc::new(Registry::default()),
         };
         r.register(
@@ -206,10 +229,43 @@ impl Metrics {
             "Rows with a feature outside its training range, by feature",
             m.out_of_range.clone(),
         );
+        r.register(
+            "brokers_up",
+            "Brokers the consumer is connected to (librdkafka statistics, every second); 0 = not ready",
+            m.brokers_up.clone(),
+        );
         Self {
             registry: Arc::new(r),
             ..m
         }
+    }
+
+    /// A client's connection report (`client`: 0 consumer, 1 producer): whether it has a
+    /// broker UP, and the last error seen. The brokers count as reachable while any fresh
+    /// report says so; the first report of an outage starts its clock.
+    pub fn report_brokers(&self, client: usize, up: bool, reason: &str) {
+        let Ok(mut l) = self.link.lock() else { return };
+        let now = Instant::now();
+        if let Some(r) = l.reports.get_mut(client) {
+            *r = Some((now, up));
+        }
+        let reachable = l
+            .reports
+            .iter()
+            .flatten()
+            .any(|&(t, u)| u && now.duration_since(t) < REPORT_FRESH);
+        if reachable {
+            l.down_since = None;
+        } else {
+            l.down_since.get_or_insert(now);
+            l.reason = crate::security::redact(reason).into_owned();
+        }
+    }
+
+    /// How long no broker has been reachable, and the last error; `None` when connected.
+    pub fn outage(&self) -> Option<(Duration, String)> {
+        let l = self.link.lock().ok()?;
+        l.down_since.map(|t| (t.elapsed(), l.reason.clone()))
     }
 
     /// Moves `mmnet_model_info`'s 1 from `old` to `new` (the first call: `old` = `new`).
@@ -304,23 +360,40 @@ fn serve(server: &tiny_http::Server, metrics: &Metrics) {
                 metrics.render(),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             ),
+            // Readiness: 200 only while running with a broker connection. During an outage
+            // the process is alive and waiting (see /live), but scoring nothing.
             "/health" => {
                 let h = metrics.health();
-                let status = if matches!(h, Health::Running | Health::Starting) {
-                    200
-                } else {
-                    503
+                let outage = metrics.outage();
+                let ready = h == Health::Running && outage.is_none();
+                let reason = match (&outage, h) {
+                    (_, Health::Failed) => "stopped on a fatal error (see the log)".to_string(),
+                    (_, Health::Stopping) => "shutting down".to_string(),
+                    (Some((d, why)), _) => {
+                        format!("no broker reachable for {:.0} s: {why}", d.as_secs_f64())
+                    }
+                    (None, Health::Starting) => "starting".to_string(),
+                    (None, _) => String::new(),
                 };
-                let body = format!(
-                    "{{\"status\":\"{}\",\"assigned_partitions\":{}}}\n",
-                    format!("{h:?}").to_lowercase(),
-                    metrics.assigned_partitions.get()
-                );
-                (status, body, "application/json")
+                let body = serde_json::json!({
+                    "status": format!("{h:?}").to_lowercase(),
+                    "ready": ready,
+                    "reason": reason,
+                    "assigned_partitions": metrics.assigned_partitions.get(),
+                    "brokers_up": metrics.brokers_up.get(),
+                });
+                (if ready { 200 } else { 503 }, format!("{body}\n"), "application/json")
+            }
+            // Liveness: 200 until the operator has failed; an outage is not a reason to
+            // restart a process that will resume by itself.
+            "/live" => {
+                let alive = metrics.health() != Health::Failed;
+                let body = format!("{{\"alive\":{alive}}}\n");
+                (if alive { 200 } else { 503 }, body, "application/json")
             }
             _ => (
                 404,
-                "not found: try /metrics or /health\n".into(),
+                "not found: try /metrics, /health or /live\n".into(),
                 "text/plain",
             ),
         };
@@ -365,13 +438,30 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("mmnet_scoring_seconds_bucket"), "{body}");
+        // Starting (no broker seen yet): alive, not ready.
+        let h = get(&srv.addr, "/health");
+        assert!(h.contains(" 503 ") && h.contains("\"starting\""), "{h}");
+        assert!(get(&srv.addr, "/live").contains(" 200 "));
+        m.set_health(Health::Running);
+        m.report_brokers(0, true, "");
+        let h = get(&srv.addr, "/health");
+        assert!(h.contains(" 200 ") && h.contains("\"ready\":true"), "{h}");
+        // One client down while the other still has a broker: reachable.
+        m.report_brokers(1, false, "x");
+        assert!(get(&srv.addr, "/health").contains(" 200 "));
+        m.report_brokers(0, false, "Connect to ipv4#127.0.0.1:1 failed: Connection refused");
+        let h = get(&srv.addr, "/health");
         assert!(
-            get(&srv.addr, "/health").starts_with("HTTP/1.0 200")
-                || get(&srv.addr, "/health").contains(" 200 ")
+            h.contains(" 503 ") && h.contains("no broker reachable") && h.contains("refused"),
+            "{h}"
         );
+        assert!(get(&srv.addr, "/live").contains(" 200 "));
+        m.report_brokers(1, true, "");
+        assert!(get(&srv.addr, "/health").contains(" 200 "));
         m.set_health(Health::Failed);
         let h = get(&srv.addr, "/health");
         assert!(h.contains(" 503 ") && h.contains("\"failed\""), "{h}");
+        assert!(get(&srv.addr, "/live").contains(" 503 "));
         assert!(get(&srv.addr, "/nope").contains(" 404 "));
     }
 }

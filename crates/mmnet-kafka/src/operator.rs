@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::batch::{Destination, Output, Prepared, RawBatch};
 use crate::clients::{
-    AckContext, BatchAcks, OperatorContext, consumer_config, producer_config, send_acked,
+    AckContext, BatchAcks, ClientWatch, Fatal, OperatorContext, consumer_config, producer_config, send_acked,
 };
 use crate::config::{Guarantee, OperatorConfig};
 use crate::error::{OperatorError, Result};
@@ -74,14 +74,17 @@ pub async fn run(
         cfg.drift.max_features,
     ));
 
+    let security = cfg.security.client_properties()?;
+    let watch = ClientWatch::new(metrics.clone());
+    let fatal = watch.fatal.clone();
     let ctx = OperatorContext {
-        metrics: metrics.clone(),
+        watch: watch.clone(),
         input_topic: cfg.kafka.input_topic.clone(),
     };
     let consumer: Arc<Consumer_> = Arc::new(
-        consumer_config(&cfg)
+        consumer_config(&cfg, &security)
             .create_with_context(ctx)
-            .map_err(OperatorError::kafka("creating the consumer"))?,
+            .map_err(|cause| kafka_setup_error("creating the consumer", cause))?,
     );
     let txn_id = match cfg.delivery.guarantee {
         Guarantee::AtLeastOnce => None,
@@ -96,9 +99,13 @@ pub async fn run(
             }))
         }
     };
-    let producer: Producer_ = producer_config(&cfg, txn_id.as_deref())
-        .create_with_context(AckContext)
-        .map_err(OperatorError::kafka("creating the producer"))?;
+    let producer: Producer_ = producer_config(&cfg, &security, txn_id.as_deref())
+        .create_with_context(AckContext { watch })
+        .map_err(|cause| kafka_setup_error("creating the producer", cause))?;
+    drop(security);
+    // Before anything is consumed: every topic exists (a missing output topic would
+    // otherwise fail each record after message.timeout.ms, 5 minutes, then crash-loop).
+    wait_for_topics(&cfg, &consumer, &fatal).await?;
     if txn_id.is_some() {
         let p = producer.clone();
         tokio::task::spawn_blocking(move || p.init_transactions(Duration::from_secs(30)))
@@ -130,27 +137,47 @@ pub async fn run(
         metrics.clone(),
         stop_rx.clone(),
     ));
-    let result = match cfg.delivery.guarantee {
-        Guarantee::AtLeastOnce => {
-            at_least_once(
-                &cfg,
-                &consumer,
-                &producer,
-                &scorer,
-                &metrics,
-                (stop_tx, stop_rx),
-            )
-            .await
-        }
-        Guarantee::ExactlyOnce => {
-            exactly_once(&cfg, &consumer, &producer, &scorer, &metrics, stop_rx).await
+    let pipeline = async {
+        match cfg.delivery.guarantee {
+            Guarantee::AtLeastOnce => {
+                at_least_once(
+                    &cfg,
+                    &consumer,
+                    &producer,
+                    &scorer,
+                    &metrics,
+                    (Arc::clone(&stop_tx), stop_rx),
+                )
+                .await
+            }
+            Guarantee::ExactlyOnce => {
+                exactly_once(&cfg, &consumer, &producer, &scorer, &metrics, stop_rx).await
+            }
         }
     };
+    // The pipeline runs until stopped or failed; the watchdog ends it when the brokers are
+    // gone for longer than `kafka.unavailable_timeout_s` or a login / TLS handshake failed.
+    let result = tokio::select! {
+        r = pipeline => r,
+        e = watchdog(&cfg, &metrics, &fatal) => {
+            let _ = stop_tx.send(true);
+            Err(e)
+        }
+    };
+    // Without a broker, a final commit or flush can only wait out its timeout.
+    let broker_gone = matches!(
+        result,
+        Err(OperatorError::Unavailable { .. } | OperatorError::Security(_))
+    );
 
     reloader.abort();
     // Whatever happened, what was stored was acknowledged: commit it, flush, leave the group.
-    let flush_timeout = Duration::from_secs(cfg.delivery.shutdown_timeout_s);
-    if cfg.delivery.guarantee == Guarantee::AtLeastOnce {
+    let flush_timeout = if broker_gone {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(cfg.delivery.shutdown_timeout_s)
+    };
+    if cfg.delivery.guarantee == Guarantee::AtLeastOnce && !broker_gone {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
@@ -174,6 +201,114 @@ pub async fn run(
         Err(_) => metrics.set_health(Health::Failed),
     }
     result
+}
+
+/// A client-creation error: librdkafka's text names the property and may quote its value.
+fn kafka_setup_error(context: &str, cause: KafkaError) -> OperatorError {
+    OperatorError::Config {
+        what: format!("kafka ({context})"),
+        reason: crate::security::redact(&cause.to_string()).into_owned(),
+    }
+}
+
+/// Resolves when the operator must stop without being asked: a security error, or no broker
+/// reachable for longer than `kafka.unavailable_timeout_s` (0 = wait forever).
+async fn watchdog(cfg: &OperatorConfig, metrics: &Metrics, fatal: &Fatal) -> OperatorError {
+    let limit = Duration::from_secs(cfg.kafka.unavailable_timeout_s);
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(msg) = fatal.get() {
+            return OperatorError::Security(msg);
+        }
+        match metrics.outage() {
+            Some((d, reason)) if !limit.is_zero() && d >= limit => {
+                return OperatorError::Unavailable {
+                    seconds: d.as_secs(),
+                    reason,
+                };
+            }
+            Some((d, reason)) if d >= Duration::from_secs(5) && !warned => {
+                warn!(reason = %reason, "no broker reachable; waiting (not ready)");
+                warned = true;
+            }
+            Some(_) => {}
+            None => {
+                if warned {
+                    info!("broker reachable again; resuming");
+                }
+                warned = false;
+            }
+        }
+    }
+}
+
+/// Waits until the brokers answer and checks that the input, output and dead-letter topics
+/// exist. Unreachable brokers are waited for (not ready) up to `kafka.unavailable_timeout_s`;
+/// a missing topic is an error at once.
+async fn wait_for_topics(
+    cfg: &OperatorConfig,
+    consumer: &Arc<Consumer_>,
+    fatal: &Fatal,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let limit = Duration::from_secs(cfg.kafka.unavailable_timeout_s);
+    let topics: Vec<(&str, String)> = [
+        ("input", Some(cfg.kafka.input_topic.clone())),
+        ("output", Some(cfg.kafka.output_topic.clone())),
+        ("dead-letter", cfg.kafka.dlq_topic.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(role, t)| t.map(|t| (role, t)))
+    .collect();
+    for (role, topic) in topics {
+        loop {
+            let c = Arc::clone(consumer);
+            let t = topic.clone();
+            // The consumer asks with allow.auto.create.topics=false (librdkafka's consumer
+            // default), so asking does not create the topic on brokers that auto-create.
+            let md = tokio::task::spawn_blocking(move || {
+                c.fetch_metadata(Some(&t), Duration::from_secs(5))
+                    .map(|md| md.topics().first().map(|x| x.error()))
+            })
+            .await
+            .map_err(|e| OperatorError::Internal(e.to_string()))?;
+            if let Some(msg) = fatal.get() {
+                return Err(OperatorError::Security(msg));
+            }
+            match md {
+                Ok(Some(None)) => break,
+                Ok(Some(Some(code))) => {
+                    let code = RDKafkaErrorCode::from(code);
+                    if matches!(
+                        code,
+                        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+                    ) {
+                        return Err(OperatorError::MissingTopic {
+                            role,
+                            topic,
+                            brokers: cfg.kafka.brokers.clone(),
+                        });
+                    }
+                    // Leader election and the like: transient.
+                    debug!(topic = %topic, error = %code, "topic metadata not ready; retrying");
+                }
+                Ok(None) => debug!(topic = %topic, "empty metadata; retrying"),
+                Err(e) => {
+                    let reason = crate::security::redact(&e.to_string()).into_owned();
+                    if !limit.is_zero() && started.elapsed() >= limit {
+                        return Err(OperatorError::Unavailable {
+                            seconds: started.elapsed().as_secs(),
+                            reason,
+                        });
+                    }
+                    warn!(error = %reason, "brokers not answering yet; retrying (not ready)");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(())
 }
 
 fn hostname() -> String {

@@ -10,7 +10,8 @@ use arrow::ipc::writer::StreamWriter;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tracing::debug;
 
-use crate::clients::{LogContext, base_producer_config, send_when_queued};
+use crate::clients::{Fatal, LogContext, base_producer_config, send_when_queued};
+use crate::security::SecuritySection;
 use crate::error::{OperatorError, Result};
 
 /// Message format.
@@ -44,7 +45,9 @@ pub struct ProduceOptions {
     pub limit: Option<usize>,
     /// Replay the table this many times (rows keep counting up for keys).
     pub repeat: usize,
-    /// Extra librdkafka properties.
+    /// TLS and SASL (the operator's `[security]` section).
+    pub security: SecuritySection,
+    /// Extra librdkafka properties (after `security`).
     pub librdkafka: Vec<(String, String)>,
 }
 
@@ -61,13 +64,18 @@ pub struct ProduceSummary {
 
 /// Produces the table, waits for every acknowledgement, and fails on the first failed one.
 pub async fn produce(opts: &ProduceOptions) -> Result<ProduceSummary> {
+    opts.security.validate()?;
     let mut cfg = base_producer_config(&opts.brokers);
-    for (k, v) in &opts.librdkafka {
+    for (k, v) in opts.security.client_properties()?.iter().chain(&opts.librdkafka) {
         cfg.set(k, v);
     }
-    let producer: FutureProducer<LogContext> = cfg
-        .create_with_context(LogContext)
-        .map_err(OperatorError::kafka("creating the producer"))?;
+    let ctx = LogContext::default();
+    let fatal = ctx.fatal.clone();
+    let producer: FutureProducer<LogContext> =
+        cfg.create_with_context(ctx).map_err(|e| OperatorError::Config {
+            what: "kafka (creating the producer)".into(),
+            reason: crate::security::redact(&e.to_string()).into_owned(),
+        })?;
     let start = Instant::now();
     let mut rows = 0u64;
     let mut messages = 0u64;
@@ -107,6 +115,9 @@ pub async fn produce(opts: &ProduceOptions) -> Result<ProduceSummary> {
                     ProduceFormat::Arrow => i * opts.rows_per_message.max(1),
                 }];
                 let record = FutureRecord::to(&opts.topic).key(key).payload(&payload);
+                if let Some(msg) = fatal.get() {
+                    return Err(OperatorError::Security(msg));
+                }
                 let delivery = send_when_queued(&producer, record)
                     .await
                     .map_err(OperatorError::kafka(format!("producing to {}", opts.topic)))?;
@@ -116,11 +127,11 @@ pub async fn produce(opts: &ProduceOptions) -> Result<ProduceSummary> {
             }
             // Bound memory: settle acknowledgements every so often.
             if pending.len() > 50_000 {
-                settle(&mut pending, &opts.topic).await?;
+                settle(&mut pending, &opts.topic, &fatal).await?;
             }
         }
     }
-    settle(&mut pending, &opts.topic).await?;
+    settle(&mut pending, &opts.topic, &fatal).await?;
     producer
         .flush(Duration::from_secs(30))
         .map_err(OperatorError::kafka("flushing"))?;
@@ -133,9 +144,15 @@ pub async fn produce(opts: &ProduceOptions) -> Result<ProduceSummary> {
     })
 }
 
-async fn settle(pending: &mut Vec<DeliveryFuture>, topic: &str) -> Result<()> {
+/// Awaits every acknowledgement; a login or TLS failure ends the wait at once (librdkafka
+/// would retry until `message.timeout.ms`, 5 minutes by default).
+async fn settle(pending: &mut Vec<DeliveryFuture>, topic: &str, fatal: &Fatal) -> Result<()> {
     for f in pending.drain(..) {
-        match f.await {
+        let ack = tokio::select! {
+            a = f => a,
+            msg = fatal.wait() => return Err(OperatorError::Security(msg)),
+        };
+        match ack {
             Ok(Ok(_)) => {}
             Ok(Err((e, _))) => return Err(OperatorError::kafka(format!("delivery to {topic}"))(e)),
             Err(_) => {

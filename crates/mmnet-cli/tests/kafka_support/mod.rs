@@ -41,7 +41,7 @@ fn tansu_path() -> PathBuf {
         .unwrap_or_else(|| root().join(".tools/bin/tansu"))
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -49,15 +49,36 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A Tansu broker with in-memory storage, killed on drop.
+/// How to start a broker: in-memory by default.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerOpts {
+    /// `--storage-engine`; default `memory://tansu/`.
+    pub storage: Option<String>,
+    /// Port the broker advertises (a TLS proxy's), default its own.
+    pub advertised_port: Option<u16>,
+    /// `--authentication`: every client must log in with SASL.
+    pub authentication: bool,
+    /// Extra environment (S3 endpoint and credentials).
+    pub env: Vec<(String, String)>,
+}
+
+/// A Tansu broker, killed on drop.
 pub struct Broker {
     child: Child,
     pub addr: String,
+    pub port: u16,
     log: PathBuf,
+    opts: BrokerOpts,
 }
 
 impl Broker {
+    /// A broker with in-memory storage on a free port.
     pub fn start(dir: &Path) -> Broker {
+        Self::start_with(dir, BrokerOpts::default())
+    }
+
+    /// A broker on a free port, as `opts` say.
+    pub fn start_with(dir: &Path, opts: BrokerOpts) -> Broker {
         let tansu = tansu_path();
         assert!(
             tansu.exists(),
@@ -65,37 +86,71 @@ impl Broker {
             tansu.display()
         );
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
         let log = dir.join(format!("tansu-{port}.log"));
-        let child = Command::new(&tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = Self::spawn(port, &log, &opts);
         let b = Broker {
             child,
             addr: format!("127.0.0.1:{port}"),
+            port,
             log,
+            opts,
         };
+        b.wait_listening();
+        b
+    }
+
+    fn spawn(port: u16, log: &Path, opts: &BrokerOpts) -> Child {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{}", opts.advertised_port.unwrap_or(port));
+        let storage = opts.storage.as_deref().unwrap_or("memory://tansu/");
+        let mut cmd = Command::new(tansu_path());
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &advertised,
+            "--storage-engine",
+            storage,
+        ]);
+        if opts.authentication {
+            cmd.arg("--authentication");
+        }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&b.addr).is_err() {
+        while std::net::TcpStream::connect(&self.addr).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "Tansu did not listen on {}",
-                b.addr
+                self.addr
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        b
+    }
+
+    /// SIGKILL: no shutdown, no flush; what storage holds is what survives.
+    pub fn kill9(&mut self) {
+        signal(&self.child, "KILL");
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on the same port and storage (after [`Broker::kill9`]).
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.port, &self.log, &self.opts);
+        self.wait_listening();
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
@@ -170,13 +225,15 @@ impl Drop for Broker {
     }
 }
 
-fn reader(addr: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", addr)
+fn reader(addr: &str, props: &[(&str, &str)]) -> BaseConsumer {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", addr)
         .set("group.id", "mmnet-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap()
+        .set("enable.auto.commit", "false");
+    for (k, v) in props {
+        c.set(*k, *v);
+    }
+    c.create().unwrap()
 }
 
 /// A record read back from a topic.
@@ -202,9 +259,20 @@ pub fn read_until(
     addr: &str,
     topic: &str,
     timeout: Duration,
+    done: impl FnMut(&[Read]) -> bool,
+) -> Vec<Read> {
+    read_until_with(addr, &[], topic, timeout, done)
+}
+
+/// [`read_until`] with extra client properties (TLS, SASL).
+pub fn read_until_with(
+    addr: &str,
+    props: &[(&str, &str)],
+    topic: &str,
+    timeout: Duration,
     mut done: impl FnMut(&[Read]) -> bool,
 ) -> Vec<Read> {
-    let c = reader(addr);
+    let c = reader(addr, props);
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
@@ -403,6 +471,19 @@ impl Operator {
         model: &Path,
         extra: &[&str],
     ) -> Operator {
+        Self::start_at(&broker.addr, dir, name, model, extra, &[])
+    }
+
+    /// An operator reaching the brokers at `brokers` (a TLS proxy, say), with extra
+    /// environment variables.
+    pub fn start_at(
+        brokers: &str,
+        dir: &Path,
+        name: &str,
+        model: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let metrics = format!("127.0.0.1:{}", free_port());
         let stderr = dir.join(format!("{name}.log"));
         let mut args = vec![
@@ -410,7 +491,7 @@ impl Operator {
             "--model",
             model.to_str().unwrap(),
             "--brokers",
-            &broker.addr,
+            brokers,
             "--metrics-listen",
             &metrics,
         ];
@@ -419,6 +500,7 @@ impl Operator {
         let child = Command::new(MMNET)
             .args(&args)
             .env("MMNET_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -493,6 +575,19 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits up to `timeout` for the operator to exit by itself; its exit status, or `None` if
+/// it is still running.
+pub fn wait_exit(op: &mut Operator, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(s) = op.child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 pub fn signal(child: &Child, sig: &str) {
