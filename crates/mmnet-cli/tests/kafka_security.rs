@@ -31,7 +31,10 @@ struct Pki {
 }
 
 fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (crt, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    let (crt, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
     run(Command::new("openssl").args([
         "req",
         "-x509",
@@ -373,7 +376,11 @@ fn refused_sasl_login_exits_fast_and_no_secret_is_printed() {
     assert!(!out.status.success());
     assert!(err.contains("refused the login"), "{err}");
     assert!(!err.contains(env_secret));
-    assert!(t.elapsed() < Duration::from_secs(30), "produce took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "produce took {:?}",
+        t.elapsed()
+    );
 
     // 4. A password on the command line is refused before anything starts.
     let out = mmnet(&[
@@ -395,7 +402,13 @@ fn refused_sasl_login_exits_fast_and_no_secret_is_printed() {
     );
     // 5. An unset variable names itself and the key.
     let out = Command::new(MMNET)
-        .args(["kafka", "--model", model().to_str().unwrap(), "--config", cfg])
+        .args([
+            "kafka",
+            "--model",
+            model().to_str().unwrap(),
+            "--config",
+            cfg,
+        ])
         .env_remove("MMNET_TEST_KAFKA_PASSWORD")
         .output()
         .unwrap();

@@ -86,6 +86,39 @@ pub struct Output {
     pub anomalies: usize,
 }
 
+impl Output {
+    /// The dead letter standing for this score record when the broker refused it (see
+    /// [`DeadReason::Rejected`]): the input's key, timestamp and coordinates, the error, no
+    /// payload (the refused record was the large part).
+    pub fn rejected(&self, input_topic: &str, error: &str) -> Output {
+        let (partition, offset) = (self.partition.to_string(), self.offset.to_string());
+        let mut h = OwnedHeaders::new_with_capacity(5);
+        for (key, value) in [
+            (dlq_header::REASON, DeadReason::Rejected.as_str()),
+            (dlq_header::ERROR, error),
+            (dlq_header::TOPIC, input_topic),
+            (dlq_header::PARTITION, partition.as_str()),
+            (dlq_header::OFFSET, offset.as_str()),
+        ] {
+            h = h.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        Output {
+            destination: Destination::DeadLetters(DeadReason::Rejected),
+            key: self.key.clone(),
+            payload: Vec::new(),
+            headers: Some(h),
+            timestamp: self.timestamp,
+            partition: self.partition,
+            offset: self.offset,
+            scores: 0,
+            anomalies: 0,
+        }
+    }
+}
+
 /// A batch ready to produce.
 #[derive(Debug)]
 pub struct Prepared {

@@ -119,13 +119,18 @@ impl ClientWatch {
         if client == Client::Consumer {
             self.metrics.brokers_up.set(up as i64);
         }
-        let last = self.last_error.lock().map(|l| l.clone()).unwrap_or_default();
+        let last = self
+            .last_error
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
         let reason = if last.is_empty() {
             "no broker connection yet".to_string()
         } else {
             last
         };
-        self.metrics.report_brokers(client as usize, up > 0, &reason);
+        self.metrics
+            .report_brokers(client as usize, up > 0, &reason);
     }
 }
 
@@ -341,10 +346,29 @@ pub fn base_producer_config(brokers: &str) -> ClientConfig {
 #[derive(Debug)]
 pub struct BatchAcks {
     pending: AtomicUsize,
-    failure: Mutex<Option<(String, KafkaError)>>,
+    failures: Mutex<Vec<Failure>>,
     done: tokio::sync::Notify,
     /// Which batch, for error messages.
     what: String,
+}
+
+/// One record the broker did not acknowledge.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Its index in the batch's outputs.
+    pub index: usize,
+    /// Where it was going, for the error message.
+    pub what: String,
+    /// librdkafka's error.
+    pub error: KafkaError,
+}
+
+/// What a record carries to its delivery callback: its batch and its place in it (a
+/// refused record must be told apart from its batch-mates to be dead-lettered).
+#[derive(Debug)]
+pub struct Ack {
+    acks: Arc<BatchAcks>,
+    index: usize,
 }
 
 impl BatchAcks {
@@ -352,36 +376,69 @@ impl BatchAcks {
     pub fn new(records: usize, what: String) -> Arc<Self> {
         Arc::new(BatchAcks {
             pending: AtomicUsize::new(records),
-            failure: Mutex::new(None),
+            failures: Mutex::new(Vec::new()),
             done: tokio::sync::Notify::new(),
             what,
         })
     }
 
-    /// Waits until every record was acknowledged. Returns the first failure: where the
-    /// record was going and why.
-    pub async fn wait(&self) -> std::result::Result<(), (String, KafkaError)> {
+    /// The delivery opaque of the batch's record `index`.
+    pub fn ack(self: &Arc<Self>, index: usize) -> Box<Ack> {
+        Box::new(Ack {
+            acks: Arc::clone(self),
+            index,
+        })
+    }
+
+    /// Waits until every record was acknowledged or failed. Returns the failures, in the
+    /// order they happened.
+    pub async fn wait(&self) -> std::result::Result<(), Vec<Failure>> {
         while self.pending.load(Ordering::Acquire) > 0 {
             self.done.notified().await;
         }
-        match self.failure.lock() {
-            Ok(mut f) => f.take().map_or(Ok(()), Err),
-            Err(_) => Err((self.what.clone(), KafkaError::Canceled)),
+        match self.failures.lock() {
+            Ok(f) if f.is_empty() => Ok(()),
+            Ok(mut f) => Err(std::mem::take(&mut *f)),
+            Err(_) => Err(vec![Failure {
+                index: 0,
+                what: self.what.clone(),
+                error: KafkaError::Canceled,
+            }]),
         }
     }
 
-    fn settle(&self, failed: Option<(String, KafkaError)>) {
+    /// Records that a record was not even queued (so no callback will come for it).
+    pub fn fail_unsent(&self, index: usize, what: String, error: KafkaError) {
+        self.settle(Some(Failure { index, what, error }));
+    }
+
+    fn settle(&self, failed: Option<Failure>) {
         if let Some(f) = failed
-            && let Ok(mut slot) = self.failure.lock()
-            && slot.is_none()
+            && let Ok(mut v) = self.failures.lock()
         {
-            *slot = Some(f);
+            v.push(f);
         }
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Stores a permit if `wait` is not waiting yet.
             self.done.notify_one();
         }
     }
+}
+
+/// Errors about one record, not the cluster: the record is refused whatever the retry, its
+/// batch-mates are fine. Such a score record becomes a dead letter ([`DeadReason::Rejected`]
+/// in `decode`) instead of stopping the operator, which would refuse it again after every
+/// restart (a crash loop).
+pub fn record_refused(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidTimestamp
+        )
+    )
 }
 
 /// The operator's producer context: librdkafka logs to `tracing`, deliveries to
@@ -407,20 +464,21 @@ impl ClientContext for AckContext {
 }
 
 impl ProducerContext for AckContext {
-    type DeliveryOpaque = Arc<BatchAcks>;
+    type DeliveryOpaque = Box<Ack>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<BatchAcks>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, ack: Box<Ack>) {
         use rdkafka::Message;
-        let failed = result.as_ref().err().map(|(e, m)| {
-            let what = format!(
+        let failed = result.as_ref().err().map(|(e, m)| Failure {
+            index: ack.index,
+            what: format!(
                 "to `{}` (partition {}) for a record of {}",
                 m.topic(),
                 m.partition(),
-                acks.what
-            );
-            (what, e.clone())
+                ack.acks.what
+            ),
+            error: e.clone(),
         });
-        acks.settle(failed);
+        ack.acks.settle(failed);
     }
 }
 
@@ -447,7 +505,7 @@ async fn when_queued<R, T>(
 #[allow(clippy::result_large_err)]
 pub async fn send_acked(
     producer: &ThreadedProducer<AckContext>,
-    record: BaseRecord<'_, [u8], [u8], Arc<BatchAcks>>,
+    record: BaseRecord<'_, [u8], [u8], Box<Ack>>,
 ) -> Result<(), KafkaError> {
     when_queued(record, |r| producer.send(r)).await
 }
@@ -491,24 +549,32 @@ mod tests {
     }
 
     /// `wait` returns only after the last acknowledgement, whether it starts waiting before
-    /// or after them, and reports the first failure only.
+    /// or after them, and reports every failure with its record's index.
     #[tokio::test]
-    async fn batch_acks_wait_for_every_record_and_keep_the_first_failure() {
+    async fn batch_acks_wait_for_every_record_and_keep_the_failures() {
         let acks = BatchAcks::new(3, "batch 7".into());
         let waiter = {
             let acks = Arc::clone(&acks);
             tokio::spawn(async move { acks.wait().await })
         };
         acks.settle(None);
-        acks.settle(Some(("to `a`".into(), KafkaError::Canceled)));
+        acks.fail_unsent(1, "to `a`".into(), KafkaError::Canceled);
         tokio::task::yield_now().await;
         assert!(
             !waiter.is_finished(),
             "returned before the last acknowledgement"
         );
-        acks.settle(Some(("to `b`".into(), KafkaError::Canceled)));
-        let (what, _) = waiter.await.unwrap().unwrap_err();
-        assert_eq!(what, "to `a`");
+        acks.settle(Some(Failure {
+            index: 2,
+            what: "to `b`".into(),
+            error: KafkaError::Canceled,
+        }));
+        let failures = waiter.await.unwrap().unwrap_err();
+        let got: Vec<_> = failures
+            .iter()
+            .map(|f| (f.index, f.what.as_str()))
+            .collect();
+        assert_eq!(got, [(1, "to `a`"), (2, "to `b`")]);
 
         // Every acknowledgement before anyone waits: the stored permit releases `wait`.
         let early = BatchAcks::new(2, "batch 8".into());
@@ -516,5 +582,17 @@ mod tests {
         early.settle(None);
         assert!(early.wait().await.is_ok());
         assert!(BatchAcks::new(0, "empty".into()).wait().await.is_ok());
+    }
+
+    #[test]
+    fn only_record_level_errors_dead_letter_a_record() {
+        use rdkafka::error::KafkaError::MessageProduction as P;
+        assert!(record_refused(&P(RDKafkaErrorCode::MessageSizeTooLarge)));
+        assert!(record_refused(&P(RDKafkaErrorCode::InvalidRecord)));
+        assert!(!record_refused(&P(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+        )));
+        assert!(!record_refused(&P(RDKafkaErrorCode::MessageTimedOut)));
+        assert!(!record_refused(&KafkaError::Canceled));
     }
 }

@@ -40,11 +40,15 @@ pub enum DeadReason {
     InvalidArrow,
     /// An Arrow stream without a feature column, or with a non-numeric one.
     ArrowSchema,
+    /// Scored, but the broker (or the producer's own limits) refused the score record:
+    /// too large, an invalid timestamp. The dead letter names the input by its
+    /// coordinates and carries no payload (the input is still on its topic).
+    Rejected,
 }
 
 impl DeadReason {
     /// Every reason, for metric initialisation and docs.
-    pub const ALL: [DeadReason; 10] = [
+    pub const ALL: [DeadReason; 11] = [
         DeadReason::Empty,
         DeadReason::Oversized,
         DeadReason::InvalidJson,
@@ -55,6 +59,7 @@ impl DeadReason {
         DeadReason::NonFinite,
         DeadReason::InvalidArrow,
         DeadReason::ArrowSchema,
+        DeadReason::Rejected,
     ];
 
     /// Stable snake_case name.
@@ -70,6 +75,7 @@ impl DeadReason {
             DeadReason::NonFinite => "non_finite",
             DeadReason::InvalidArrow => "invalid_arrow",
             DeadReason::ArrowSchema => "arrow_schema",
+            DeadReason::Rejected => "rejected",
         }
     }
 }

@@ -382,7 +382,11 @@ fn serve(server: &tiny_http::Server, metrics: &Metrics) {
                     "assigned_partitions": metrics.assigned_partitions.get(),
                     "brokers_up": metrics.brokers_up.get(),
                 });
-                (if ready { 200 } else { 503 }, format!("{body}\n"), "application/json")
+                (
+                    if ready { 200 } else { 503 },
+                    format!("{body}\n"),
+                    "application/json",
+                )
             }
             // Liveness: 200 until the operator has failed; an outage is not a reason to
             // restart a process that will resume by itself.
@@ -449,7 +453,11 @@ mod tests {
         // One client down while the other still has a broker: reachable.
         m.report_brokers(1, false, "x");
         assert!(get(&srv.addr, "/health").contains(" 200 "));
-        m.report_brokers(0, false, "Connect to ipv4#127.0.0.1:1 failed: Connection refused");
+        m.report_brokers(
+            0,
+            false,
+            "Connect to ipv4#127.0.0.1:1 failed: Connection refused",
+        );
         let h = get(&srv.addr, "/health");
         assert!(
             h.contains(" 503 ") && h.contains("no broker reachable") && h.contains("refused"),

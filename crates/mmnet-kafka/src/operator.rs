@@ -32,7 +32,8 @@ use tracing::{debug, info, warn};
 
 use crate::batch::{Destination, Output, Prepared, RawBatch};
 use crate::clients::{
-    AckContext, BatchAcks, ClientWatch, Fatal, OperatorContext, consumer_config, producer_config, send_acked,
+    Ack, AckContext, BatchAcks, ClientWatch, Failure, Fatal, OperatorContext, consumer_config,
+    producer_config, record_refused, send_acked,
 };
 use crate::config::{Guarantee, OperatorConfig};
 use crate::error::{OperatorError, Result};
@@ -469,9 +470,10 @@ fn record<'a>(
     cfg: &'a OperatorConfig,
     o: &'a Output,
     acks: &Arc<BatchAcks>,
-) -> BaseRecord<'a, [u8], [u8], Arc<BatchAcks>> {
+    index: usize,
+) -> BaseRecord<'a, [u8], [u8], Box<Ack>> {
     let mut r =
-        BaseRecord::with_opaque_to(topic(cfg, o), Arc::clone(acks)).payload(o.payload.as_slice());
+        BaseRecord::with_opaque_to(topic(cfg, o), acks.ack(index)).payload(o.payload.as_slice());
     if let Some(k) = &o.key {
         r = r.key(k.as_slice());
     }
@@ -494,19 +496,73 @@ fn delivery_what(cfg: &OperatorConfig, o: &Output) -> String {
     )
 }
 
-/// Enqueues one record, waiting while librdkafka's queue is full (backpressure).
+/// Enqueues a batch's record `index`, waiting while librdkafka's queue is full
+/// (backpressure). A record librdkafka refuses to queue is counted as failed in `acks`,
+/// like one the broker refuses, so both are handled in one place ([`settle_failures`]).
 async fn enqueue(
     producer: &Producer_,
     cfg: &OperatorConfig,
-    o: &Output,
+    outputs: &[Output],
+    index: usize,
     acks: &Arc<BatchAcks>,
+) {
+    let o = &outputs[index];
+    if let Err(cause) = send_acked(producer, record(cfg, o, acks, index)).await {
+        acks.fail_unsent(index, delivery_what(cfg, o), cause);
+    }
+}
+
+/// A batch's failed records: a score record refused for what it is (too large, a bad
+/// timestamp) becomes a dead letter when there is a dead-letter topic, and the batch goes
+/// on; anything else stops the operator before the batch's offsets are stored.
+async fn settle_failures(
+    cfg: &OperatorConfig,
+    producer: &Producer_,
+    prepared: &mut Prepared,
+    failures: Vec<Failure>,
 ) -> Result<()> {
-    send_acked(producer, record(cfg, o, acks))
-        .await
-        .map_err(|cause| OperatorError::Delivery {
-            what: delivery_what(cfg, o),
-            cause,
-        })
+    for f in &failures {
+        let scores = prepared.outputs[f.index].destination == Destination::Scores;
+        if !(record_refused(&f.error) && scores && cfg.kafka.dlq_topic.is_some()) {
+            let what = if record_refused(&f.error) && scores {
+                format!(
+                    "{} (the record itself was refused; with a dead-letter topic (--dlq-topic) it would be dead-lettered as `rejected`, or raise the producer's message.max.bytes and the topic's max.message.bytes)",
+                    f.what
+                )
+            } else {
+                f.what.clone()
+            };
+            return Err(OperatorError::Delivery {
+                what,
+                cause: f.error.clone(),
+            });
+        }
+    }
+    let acks = BatchAcks::new(
+        failures.len(),
+        format!("{} refused score records", failures.len()),
+    );
+    let mut letters = Vec::with_capacity(failures.len());
+    for f in &failures {
+        let o = &prepared.outputs[f.index];
+        warn!(input = %format!("{}/{}@{}", cfg.kafka.input_topic, o.partition, o.offset),
+              error = %f.error, "score record refused by the broker; dead-lettered as `rejected`");
+        letters.push(o.rejected(&cfg.kafka.input_topic, &f.error.to_string()));
+    }
+    for j in 0..letters.len() {
+        enqueue(producer, cfg, &letters, j, &acks).await;
+    }
+    if let Err(v) = acks.wait().await {
+        let f = &v[0];
+        return Err(OperatorError::Delivery {
+            what: f.what.clone(),
+            cause: f.error.clone(),
+        });
+    }
+    for (f, letter) in failures.iter().zip(letters) {
+        prepared.outputs[f.index] = letter;
+    }
+    Ok(())
 }
 
 /// What a batch is, for delivery errors: its first input record.
@@ -574,8 +630,8 @@ async fn at_least_once(
                 let mut prepared = prepare(&scorer, raw, &metrics).await.map_err(fail)?;
                 let poison = prepared.poison.take();
                 let acks = BatchAcks::new(prepared.outputs.len(), batch_what(&cfg, &prepared));
-                for o in &prepared.outputs {
-                    enqueue(&producer, &cfg, o, &acks).await.map_err(fail)?;
+                for i in 0..prepared.outputs.len() {
+                    enqueue(&producer, &cfg, &prepared.outputs, i, &acks).await;
                 }
                 if fly_tx.send(InFlight { prepared, acks }).await.is_err() {
                     break;
@@ -590,10 +646,15 @@ async fn at_least_once(
     };
 
     let commit = {
-        let (cfg, consumer, metrics) = (Arc::clone(cfg), Arc::clone(consumer), metrics.clone());
+        let (cfg, consumer, producer, metrics) = (
+            Arc::clone(cfg),
+            Arc::clone(consumer),
+            producer.clone(),
+            metrics.clone(),
+        );
         let fail = &fail;
         async move {
-            commit_in_order(cfg, consumer, metrics, fly_rx)
+            commit_in_order(cfg, consumer, producer, metrics, fly_rx)
                 .await
                 .map_err(fail)
         }
@@ -610,15 +671,15 @@ async fn at_least_once(
 async fn commit_in_order(
     cfg: Arc<OperatorConfig>,
     consumer: Arc<Consumer_>,
+    producer: Producer_,
     metrics: Metrics,
     mut rx: mpsc::Receiver<InFlight>,
 ) -> Result<RunSummary> {
     let mut summary = RunSummary::default();
-    while let Some(f) = rx.recv().await {
-        f.acks
-            .wait()
-            .await
-            .map_err(|(what, cause)| OperatorError::Delivery { what, cause })?;
+    while let Some(mut f) = rx.recv().await {
+        if let Err(failures) = f.acks.wait().await {
+            settle_failures(&cfg, &producer, &mut f.prepared, failures).await?;
+        }
         for (&p, &off) in &f.prepared.offsets {
             // After a revoke the partition is no longer ours: the store fails and the new
             // owner re-scores from the last commit (duplicates, never gaps).
@@ -717,8 +778,8 @@ fn transact(
         // Deliveries are counted but not awaited here: committing the transaction fails if
         // any record of it was not delivered.
         let acks = BatchAcks::new(prepared.outputs.len(), batch_what(cfg, prepared));
-        for o in &prepared.outputs {
-            let mut r = record(cfg, o, &acks);
+        for (i, o) in prepared.outputs.iter().enumerate() {
+            let mut r = record(cfg, o, &acks, i);
             loop {
                 match producer.send(r) {
                     Ok(()) => break,

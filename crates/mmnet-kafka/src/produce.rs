@@ -11,8 +11,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tracing::debug;
 
 use crate::clients::{Fatal, LogContext, base_producer_config, send_when_queued};
-use crate::security::SecuritySection;
 use crate::error::{OperatorError, Result};
+use crate::security::SecuritySection;
 
 /// Message format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,16 +66,22 @@ pub struct ProduceSummary {
 pub async fn produce(opts: &ProduceOptions) -> Result<ProduceSummary> {
     opts.security.validate()?;
     let mut cfg = base_producer_config(&opts.brokers);
-    for (k, v) in opts.security.client_properties()?.iter().chain(&opts.librdkafka) {
+    for (k, v) in opts
+        .security
+        .client_properties()?
+        .iter()
+        .chain(&opts.librdkafka)
+    {
         cfg.set(k, v);
     }
     let ctx = LogContext::default();
     let fatal = ctx.fatal.clone();
     let producer: FutureProducer<LogContext> =
-        cfg.create_with_context(ctx).map_err(|e| OperatorError::Config {
-            what: "kafka (creating the producer)".into(),
-            reason: crate::security::redact(&e.to_string()).into_owned(),
-        })?;
+        cfg.create_with_context(ctx)
+            .map_err(|e| OperatorError::Config {
+                what: "kafka (creating the producer)".into(),
+                reason: crate::security::redact(&e.to_string()).into_owned(),
+            })?;
     let start = Instant::now();
     let mut rows = 0u64;
     let mut messages = 0u64;

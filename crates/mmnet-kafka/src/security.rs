@@ -260,14 +260,17 @@ impl SecuritySection {
                 register_secrets([s.expose()]);
                 p.push(("ssl.key.password".into(), s.expose().into()));
             }
-            let algo = if self.verify_hostname { "https" } else { "none" };
+            let algo = if self.verify_hostname {
+                "https"
+            } else {
+                "none"
+            };
             p.push(("ssl.endpoint.identification.algorithm".into(), algo.into()));
         }
         for (key, path) in &self.secret_files {
             let what = format!("security.secret_files.\"{key}\"");
-            let mut v = std::fs::read_to_string(path).map_err(|e| {
-                config_error(&what, format!("cannot read {}: {e}", path.display()))
-            })?;
+            let mut v = std::fs::read_to_string(path)
+                .map_err(|e| config_error(&what, format!("cannot read {}: {e}", path.display())))?;
             if v.ends_with('\n') {
                 v.pop();
                 if v.ends_with('\r') {
@@ -388,11 +391,7 @@ fn expand_str(s: &str, path: &str) -> Result<String> {
                 config_error(path, "unterminated ${...} (write $${ for a literal ${)")
             })?;
             let name = &t[..end];
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(config_error(
                     path,
                     format!("`${{{name}}}` is not an environment variable name"),
@@ -490,7 +489,12 @@ mod tests {
         let e = s.client_properties().unwrap_err().to_string();
         assert!(e.contains("/nonexistent/pw"), "{e}");
         s.ca_location = Some("/nonexistent/ca.pem".into());
-        assert!(s.validate().unwrap_err().to_string().contains("ca_location"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ca_location")
+        );
     }
 
     #[test]
