@@ -342,15 +342,13 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 pub fn expand_env(doc: &mut toml::Table) -> Result<()> {
     fn walk(v: &mut toml::Value, path: &str) -> Result<()> {
         match v {
-            toml::Value::String(s) => {
-                if s.contains('$') {
-                    let expanded = expand_str(s, path)?;
-                    let leaf = path.rsplit('.').next().unwrap_or(path);
-                    if is_secret_property(leaf) || is_secret_property(path) {
-                        register_secrets([expanded.as_str()]);
-                    }
-                    *s = expanded;
+            toml::Value::String(s) if s.contains('$') => {
+                let expanded = expand_str(s, path)?;
+                let leaf = path.rsplit('.').next().unwrap_or(path);
+                if is_secret_property(leaf) || is_secret_property(path) {
+                    register_secrets([expanded.as_str()]);
                 }
+                *s = expanded;
             }
             toml::Value::Array(a) => {
                 for (i, x) in a.iter_mut().enumerate() {
