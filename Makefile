@@ -13,14 +13,22 @@ TANSU := .tools/bin/tansu
 
 
 .PHONY: python test-python bench-python loop
-.PHONY: all build release test lint fmt demo experiment peers accuracy bench bench-sql bench-kafka tansu clean
+.PHONY: all build release test lint fmt demo experiment peers accuracy bench bench-sql bench-kafka tansu clean deps
 
 all: build
 
-build:
-	$(CARGO) build -p mmnet-cli
+## deps: what the build (perl, make, cc for librdkafka and the vendored OpenSSL) and the
+## tests (stunnel, openssl, moto) need besides Rust; installed only if missing.
+deps:
+	@bash scripts/install-deps.sh
 
-release:
+# The binaries with the test targets: building tests unifies dev-dependency features into
+# shared crates, so `cargo build --bins` alone compiles ~30 crates again (3 min here) with a
+# different feature set. With --tests, `make test` and `make demo` share one build.
+build: deps
+	$(CARGO) build --workspace --bins --tests
+
+release: deps
 	$(CARGO) build --release -p mmnet-cli
 
 ## tansu: the Kafka-compatible broker the Kafka tests and the demo run against (a pinned
@@ -32,7 +40,7 @@ $(TANSU): scripts/install-tansu.sh
 ## test: formatting, clippy (warnings are errors) and every test, on debug builds with the
 ## numeric crates optimised (see [profile.dev.package.*] in Cargo.toml). The Kafka tests
 ## start their own Tansu brokers on free ports.
-test: lint tansu
+test: deps lint tansu
 	$(CARGO) test --workspace
 	$(MAKE) test-python
 

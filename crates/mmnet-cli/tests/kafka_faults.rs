@@ -6,6 +6,8 @@
 //! Durable storage is Tansu's `s3://` engine against moto (an S3-compatible server from
 //! PyPI, installed by scripts/install-deps.sh into .tools/moto-venv).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod kafka_support;
 
 use std::process::{Child, Command, Stdio};

@@ -6,6 +6,8 @@
 //! Needs stunnel and openssl (scripts/install-deps.sh); the tests fail, not skip, without
 //! them, so that CI cannot pass by not running them.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod kafka_support;
 
 use std::path::{Path, PathBuf};
