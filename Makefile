@@ -12,7 +12,7 @@ MMNET_DEV := target/debug/mmnet
 TANSU := .tools/bin/tansu
 
 
-.PHONY: python test-python bench-python loop
+.PHONY: python test-python bench-python loop fuzz soak
 .PHONY: all build release test lint fmt demo experiment peers accuracy bench bench-sql bench-kafka tansu clean deps
 
 all: build
@@ -55,6 +55,21 @@ python:
 ## test-python: the Python API, a local Spark (local[2]) and equality with the CLI's scores.
 test-python: python build
 	MMNET_CLI=$(MMNET_DEV) MMNET_REQUIRE_CLI=1 $(PY_VENV)/bin/python -m pytest -q -s crates/mmnet-py/tests
+
+## fuzz: every decoder of untrusted bytes (JSON and Arrow messages, model manifest and
+## weights, pipeline TOML, CSV and Parquet) under AFL++ for FUZZ_SECONDS each (afl.rs on
+## the stable toolchain; scripts/fuzz.sh). Findings land in fuzz/regressions/, which
+## `make test` replays along with its short property-based pass over the same targets.
+FUZZ_SECONDS ?= 120
+fuzz:
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## soak: broker + producer at a fixed rate + operator for SOAK_MINUTES (default 30),
+## sampling RSS, lag, p99 latency and CPU every 10 s (benches/soak.sh; a benchmark).
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 4000
+soak: release tansu deps
+	@bash benches/soak.sh "$(MMNET_RELEASE)" "$(SOAK_MINUTES)" "$(SOAK_RATE)" "$(OUT)/soak"
 
 lint:
 	$(CARGO) fmt --all -- --check

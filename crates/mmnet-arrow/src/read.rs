@@ -88,8 +88,14 @@ fn open_parquet(
     batch_rows: usize,
 ) -> Result<TableReader> {
     let file = open_file(path)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| TableError::malformed(path, format!("not a readable Parquet file: {e}")))?;
+    // The parquet crate panics on some malformed files instead of returning an error (a
+    // corrupted embedded Arrow schema reaches an `unimplemented!` in arrow-ipc: found by the
+    // `parquet_table` fuzz target). A file is untrusted input: such a panic is caught here
+    // and reported as what it is, a malformed file.
+    let builder = guard(path, "reading the Parquet footer", || {
+        ParquetRecordBatchReaderBuilder::try_new(file)
+    })?
+    .map_err(|e| TableError::malformed(path, format!("not a readable Parquet file: {e}")))?;
     let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).ok();
     let builder = match projection {
         Some(names) => {
@@ -102,12 +108,32 @@ fn open_parquet(
     let reader = builder.with_batch_size(batch_rows).build()?;
     let schema = reader.schema();
     let p = path.to_path_buf();
-    let batches = reader
-        .map(move |b| b.map_err(|e| TableError::malformed(&p, format!("reading Parquet: {e}"))));
+    let mut reader = reader;
+    let batches =
+        std::iter::from_fn(
+            move || match guard(&p, "decoding a Parquet page", || reader.next()) {
+                Ok(b) => b.map(|b| {
+                    b.map_err(|e| TableError::malformed(&p, format!("reading Parquet: {e}")))
+                }),
+                Err(e) => Some(Err(e)),
+            },
+        );
     Ok(TableReader {
         schema,
         rows,
         batches: Box::new(batches),
+    })
+}
+
+/// Runs `f`, turning a panic inside a reader into an error naming the file.
+fn guard<T>(path: &Path, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        TableError::malformed(path, format!("malformed file ({what}: {msg})"))
     })
 }
 

@@ -169,23 +169,44 @@ pub fn load_manifest(path: &Path) -> Result<(PathBuf, Manifest)> {
         ));
     }
     let mpath = dir.join(MANIFEST_FILE);
+    let size = fs::metadata(&mpath)
+        .map_err(|e| CoreError::artifact(&mpath, format!("cannot read the manifest: {e}")))?
+        .len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(CoreError::artifact(
+            &mpath,
+            format!(
+                "{size} bytes: larger than any manifest mmnet writes (at most {MAX_MANIFEST_BYTES})"
+            ),
+        ));
+    }
     let text = fs::read_to_string(&mpath)
         .map_err(|e| CoreError::artifact(&mpath, format!("cannot read the manifest: {e}")))?;
+    Ok((dir, parse_manifest(&mpath, &text)?))
+}
+
+/// A manifest file larger than this is refused before it is read (mmnet's are a few KB to
+/// a few hundred KB with a training profile).
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
+/// Parses and checks a manifest's text (`mpath` names it in errors). Every size it
+/// declares is bounded before anything is allocated from it.
+pub fn parse_manifest(mpath: &Path, text: &str) -> Result<Manifest> {
     // Check the format and version before the full schema, so an old or foreign file is
     // reported as such rather than as a missing field.
-    let head: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| CoreError::artifact(&mpath, format!("not valid JSON: {e}")))?;
+    let head: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| CoreError::artifact(mpath, format!("not valid JSON: {e}")))?;
     let format = head.get("format").and_then(|v| v.as_str());
     if format != Some(FORMAT) {
         return Err(CoreError::artifact(
-            &mpath,
+            mpath,
             format!("not an mmnet model manifest (format = {format:?}, expected \"{FORMAT}\")"),
         ));
     }
     let version = head.get("format_version").and_then(|v| v.as_u64());
     if version != Some(FORMAT_VERSION as u64) {
         return Err(CoreError::artifact(
-            &mpath,
+            mpath,
             format!(
                 "format version {} is not supported by this mmnet {} (it reads version {FORMAT_VERSION}); retrain or use a matching mmnet",
                 version.map_or("missing".to_string(), |v| v.to_string()),
@@ -194,9 +215,22 @@ pub fn load_manifest(path: &Path) -> Result<(PathBuf, Manifest)> {
         ));
     }
     let manifest: Manifest = serde_json::from_value(head)
-        .map_err(|e| CoreError::artifact(&mpath, format!("invalid manifest: {e}")))?;
-    check_manifest(&mpath, &manifest)?;
-    Ok((dir, manifest))
+        .map_err(|e| CoreError::artifact(mpath, format!("invalid manifest: {e}")))?;
+    check_manifest(mpath, &manifest)?;
+    Ok(manifest)
+}
+
+/// The exact size of the tensor data a model with `input_dim` features and params `p`
+/// stores (f32), or `None` if it overflows.
+pub fn weights_data_bytes(input_dim: usize, p: &ModelParams) -> Option<u64> {
+    tensor_shapes(input_dim, p)
+        .iter()
+        .try_fold(0u64, |acc, [r, c]| {
+            (*r as u64)
+                .checked_mul(*c as u64)?
+                .checked_mul(4)?
+                .checked_add(acc)
+        })
 }
 
 fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
@@ -207,6 +241,12 @@ fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
     let d = m.features.len();
     if d == 0 {
         return bad("the model has no features".into());
+    }
+    if d > crate::params::MAX_DIM {
+        return bad(format!(
+            "{d} features exceed the supported maximum {}",
+            crate::params::MAX_DIM
+        ));
     }
     if m.scaler.min.len() != d || m.scaler.max.len() != d {
         return bad(format!(
@@ -286,6 +326,19 @@ fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
 pub fn load(path: &Path) -> Result<Model> {
     let (dir, m) = load_manifest(path)?;
     let wpath = dir.join(&m.weights.file);
+    // The manifest fixes the tensors' size: a larger file is refused before it is read.
+    let expected = weights_data_bytes(m.features.len(), &m.model).unwrap_or(u64::MAX);
+    let on_disk = fs::metadata(&wpath)
+        .map_err(|e| CoreError::artifact(&wpath, format!("cannot read the weights: {e}")))?
+        .len();
+    if on_disk > expected.saturating_add(MAX_SAFETENSORS_HEADER) {
+        return Err(CoreError::artifact(
+            &wpath,
+            format!(
+                "{on_disk} bytes, but the manifest's model stores {expected} bytes of tensors (plus a header of at most {MAX_SAFETENSORS_HEADER}): not this model's weights"
+            ),
+        ));
+    }
     let bytes = fs::read(&wpath)
         .map_err(|e| CoreError::artifact(&wpath, format!("cannot read the weights: {e}")))?;
     let digest = sha256_hex(&bytes);
@@ -311,6 +364,10 @@ pub fn load(path: &Path) -> Result<Model> {
         kernel: Default::default(),
     })
 }
+
+/// Room for the safetensors header (tensor names, shapes, offsets, metadata) beyond the
+/// tensor data itself.
+pub const MAX_SAFETENSORS_HEADER: u64 = 1 << 20;
 
 /// Parses and checks weights for a model with `input_dim` features and params `p`.
 pub fn weights_from_safetensors(

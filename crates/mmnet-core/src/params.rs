@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 
+/// Largest width of any layer, memory part or input a model may declare (2^24): far above
+/// any real model, far below what would overflow a tensor's element count.
+pub const MAX_DIM: usize = 1 << 24;
+
 /// Architecture and loss hyperparameters: what a trained model needs to be rebuilt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,11 +119,29 @@ impl ModelParams {
 
     /// Total number of memory items K + L.
     pub fn memory_size(&self) -> usize {
-        self.memory_normal + self.memory_anomaly
+        // Both are at most MAX_DIM once checked; saturating keeps an unchecked value from
+        // overflowing on the way to its error.
+        self.memory_normal.saturating_add(self.memory_anomaly)
     }
 
     /// Checks every rule; returns the first violation.
     pub fn check(&self) -> Result<()> {
+        // Bounds before anything multiplies or allocates with these (a model file is
+        // untrusted input: a manifest claiming 10^12 memory items is an error, not an
+        // allocation or an overflow).
+        for (name, v) in [
+            ("hidden_dim", self.hidden_dim),
+            ("latent_dim", self.latent_dim),
+            ("memory_normal", self.memory_normal),
+            ("memory_anomaly", self.memory_anomaly),
+        ] {
+            if v > MAX_DIM {
+                return Err(CoreError::param(
+                    name,
+                    format!("{v} exceeds the supported maximum {MAX_DIM}"),
+                ));
+            }
+        }
         if self.hidden_dim == 0 {
             return Err(CoreError::param("hidden_dim", "must be at least 1"));
         }

@@ -237,6 +237,39 @@ impl Decoder {
 
     fn decode_arrow(&self, bytes: &[u8], out: &mut Vec<f32>) -> Decoded {
         let start = out.len();
+        if let Err(e) = check_ipc_frames(bytes) {
+            return dead(
+                DeadReason::InvalidArrow,
+                format!("not an Arrow IPC stream: {e}"),
+            );
+        }
+        // arrow-ipc panics on some malformed batches (a buffer offset past the body slices
+        // out of bounds: found by the `arrow_message` fuzz target). In the operator a panic
+        // would stop it, and the replayed message stop it again after every restart: one
+        // hostile message, a crash loop. Caught here, it is a dead letter like any other.
+        let unwind = std::panic::AssertUnwindSafe(&mut *out);
+        match std::panic::catch_unwind(move || {
+            let out = unwind;
+            self.decode_arrow_unguarded(bytes, out.0)
+        }) {
+            Ok(d) => d,
+            Err(p) => {
+                out.truncate(start);
+                let msg = p
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| p.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                dead(
+                    DeadReason::InvalidArrow,
+                    format!("malformed Arrow IPC stream (the reader failed: {msg})"),
+                )
+            }
+        }
+    }
+
+    fn decode_arrow_unguarded(&self, bytes: &[u8], out: &mut Vec<f32>) -> Decoded {
+        let start = out.len();
         let reader = match StreamReader::try_new(Cursor::new(bytes), None) {
             Ok(r) => r,
             Err(e) => {
@@ -312,6 +345,53 @@ impl Decoder {
             dead,
             arrow: true,
         }
+    }
+}
+
+/// Checks an IPC stream's framing against the bytes actually there, before Arrow's reader
+/// sees it: every message's metadata and body length must fit in what is left. Arrow's
+/// reader allocates what a length prefix claims before reading it, so four hostile bytes
+/// claiming 1.7 GB cost a 1.7 GB zeroed allocation per message (found by the
+/// `arrow_message` fuzz target); here such a message is a dead letter costing nothing.
+pub fn check_ipc_frames(bytes: &[u8]) -> std::result::Result<(), String> {
+    let mut at = 0usize;
+    let mut messages = 0usize;
+    loop {
+        let rest = &bytes[at..];
+        if rest.is_empty() {
+            return Ok(()); // a stream may end without its end-of-stream marker
+        }
+        let word =
+            |b: &[u8]| -> Option<u32> { Some(u32::from_le_bytes(b.get(..4)?.try_into().ok()?)) };
+        let first = word(rest).ok_or("a truncated message length")?;
+        // Current format: continuation marker, then the length; legacy: the length alone.
+        let (len, header) = if first == 0xffff_ffff {
+            (word(&rest[4..]).ok_or("a truncated message length")?, 8)
+        } else {
+            (first, 4)
+        };
+        if len == 0 {
+            return Ok(()); // end-of-stream marker
+        }
+        let len = len as usize;
+        let meta_end = header + len;
+        if len > i32::MAX as usize || meta_end > rest.len() {
+            return Err(format!(
+                "message {messages} claims {len} bytes of metadata, {} bytes are left",
+                rest.len().saturating_sub(header)
+            ));
+        }
+        let msg = arrow::ipc::root_as_message(&rest[header..meta_end])
+            .map_err(|e| format!("message {messages} has invalid metadata: {e}"))?;
+        let body = msg.bodyLength();
+        if body < 0 || body as u64 > (rest.len() - meta_end) as u64 {
+            return Err(format!(
+                "message {messages} claims a body of {body} bytes, {} bytes are left",
+                rest.len() - meta_end
+            ));
+        }
+        at += meta_end + body as usize;
+        messages += 1;
     }
 }
 
@@ -705,5 +785,27 @@ mod tests {
         let mut broken = ipc(&batch);
         broken.truncate(20);
         assert_eq!(reason(&broken), DeadReason::InvalidArrow);
+    }
+
+    /// A length prefix claiming more bytes than the message holds is refused before Arrow's
+    /// reader would allocate what it claims.
+    #[test]
+    fn ipc_frames_must_fit_in_the_message() {
+        let d = Decoder::new(&["a".to_string()], InputFormat::Arrow, 1 << 20);
+        let mut hostile = vec![0xff, 0xff, 0xff, 0xff];
+        hostile.extend_from_slice(&0x6800_0000u32.to_le_bytes());
+        hostile.extend_from_slice(&[0u8; 64]);
+        let mut out = Vec::new();
+        let got = d.decode(Some(&hostile), &mut out);
+        let dead = got.dead.unwrap();
+        assert_eq!(dead.reason, DeadReason::InvalidArrow);
+        assert!(
+            dead.detail.contains("claims 1744830464 bytes"),
+            "{}",
+            dead.detail
+        );
+        assert!(check_ipc_frames(&[]).is_ok());
+        assert!(check_ipc_frames(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).is_ok());
+        assert!(check_ipc_frames(&[0xff, 0xff]).is_err());
     }
 }
