@@ -255,3 +255,37 @@ fn missing_directory_or_weights_is_refused() {
     fs::remove_file(dir.path().join(WEIGHTS_FILE)).unwrap();
     expect_artifact_error(dir.path(), "cannot read the weights");
 }
+
+/// Sizes read from a model file are bounded before anything is allocated from them: a
+/// manifest claiming 10^12 memory items or hidden units is an error naming the field, and
+/// a weights file larger than the manifest's tensors is refused before it is read.
+#[test]
+fn sizes_from_the_file_are_capped_before_allocating() {
+    for field in ["hidden_dim", "memory_normal", "latent_dim"] {
+        let (dir, _) = saved();
+        edit_manifest(dir.path(), |v| {
+            v["model"][field] = serde_json::json!(1_000_000_000_000u64)
+        });
+        expect_artifact_error(dir.path(), &format!("`{field}`: 1000000000000 exceeds"));
+    }
+    let (dir, _) = saved();
+    edit_manifest(dir.path(), |v| {
+        v["model"]["memory_normal"] = serde_json::json!(u64::MAX);
+        v["model"]["memory_anomaly"] = serde_json::json!(u64::MAX);
+    });
+    expect_artifact_error(dir.path(), "exceeds the supported maximum");
+
+    // 64 MiB of zeros after a valid file: refused from its size alone.
+    let (dir, _) = saved();
+    let p = dir.path().join(WEIGHTS_FILE);
+    let mut bytes = fs::read(&p).unwrap();
+    bytes.resize(bytes.len() + (64 << 20), 0);
+    fs::write(&p, &bytes).unwrap();
+    expect_artifact_error(dir.path(), "not this model's weights");
+
+    // A manifest beyond any mmnet writes is not read at all.
+    let (dir, _) = saved();
+    let f = fs::File::create(dir.path().join(MANIFEST_FILE)).unwrap();
+    f.set_len(artifact::MAX_MANIFEST_BYTES + 1).unwrap();
+    expect_artifact_error(dir.path(), "larger than any manifest");
+}
