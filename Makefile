@@ -12,7 +12,7 @@ MMNET_DEV := target/debug/mmnet
 TANSU := .tools/bin/tansu
 
 
-.PHONY: python test-python bench-python loop fuzz soak
+.PHONY: python test-python bench-python loop fuzz soak test-sasl
 .PHONY: all build release test lint fmt demo experiment peers accuracy bench bench-sql bench-kafka tansu clean deps
 
 all: build
@@ -55,6 +55,12 @@ python:
 ## test-python: the Python API, a local Spark (local[2]) and equality with the CLI's scores.
 test-python: python build
 	MMNET_CLI=$(MMNET_DEV) MMNET_REQUIRE_CLI=1 $(PY_VENV)/bin/python -m pytest -q -s crates/mmnet-py/tests
+
+## test-sasl: SCRAM logins that succeed, against Tansu on PostgreSQL storage (built from
+## source once, ~15 min, into ~/.cache/mmnet: scripts/install-tansu-sasl.sh). Not part of
+## `make test` for that build time; refused logins are.
+test-sasl: deps tansu
+	MMNET_TANSU_SASL=$$(bash scripts/install-tansu-sasl.sh) $(CARGO) test -p mmnet-cli --test kafka_sasl -- --include-ignored
 
 ## fuzz: every decoder of untrusted bytes (JSON and Arrow messages, model manifest and
 ## weights, pipeline TOML, CSV and Parquet) under AFL++ for FUZZ_SECONDS each (afl.rs on
