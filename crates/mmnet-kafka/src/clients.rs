@@ -66,7 +66,10 @@ impl Fatal {
                     "the broker refused the login ({reason}); check security.sasl_username, the password and security.sasl_mechanism"
                 )
             }
-            RDKafkaErrorCode::SSL => format!(
+            // Only what a retry cannot fix: a certificate problem or a protocol mismatch.
+            // A connection dropped mid-handshake (a broker restarting in a rolling
+            // upgrade) is an outage like any other.
+            RDKafkaErrorCode::SSL if tls_error_is_permanent(&reason) => format!(
                 "TLS handshake failed ({reason}); check security.ca_location (the CA that signed the brokers' certificates), security.protocol and the broker address"
             ),
             _ => return None,
@@ -116,9 +119,9 @@ impl ClientWatch {
         // Any broker connection that is UP (connected, authenticated) will do; librdkafka
         // reconnects by itself, this only observes it.
         let up = stats.brokers.values().filter(|b| b.state == "UP").count();
-        if client == Client::Consumer {
-            self.metrics.brokers_up.set(up as i64);
-        }
+        // The latest report of either client: the consumer's go stale while backpressure
+        // pauses it, the producer's keep coming.
+        self.metrics.brokers_up.set(up as i64);
         let last = self
             .last_error
             .lock()
@@ -141,6 +144,24 @@ pub enum Client {
     Consumer = 0,
     /// The score producer.
     Producer = 1,
+}
+
+/// Whether a TLS error names a certificate or protocol problem (permanent) rather than a
+/// dropped connection (transient).
+fn tls_error_is_permanent(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    [
+        "certificate",
+        "unknown ca",
+        "wrong version number",
+        "no protocols available",
+        "unsupported protocol",
+        "handshake failure",
+        "bad record mac",
+        "ssl.ca.location",
+    ]
+    .iter()
+    .any(|k| r.contains(k))
 }
 
 /// Consumer callbacks: rebalances and statistics go to logs and metrics, connection state
@@ -582,6 +603,31 @@ mod tests {
         early.settle(None);
         assert!(early.wait().await.is_ok());
         assert!(BatchAcks::new(0, "empty".into()).wait().await.is_ok());
+    }
+
+    #[test]
+    fn tls_errors_are_fatal_only_when_no_retry_can_fix_them() {
+        let f = Fatal::default();
+        let ssl = KafkaError::Global(RDKafkaErrorCode::SSL);
+        assert!(
+            f.classify(&ssl, "ssl://b:9093/1: SSL handshake failed: Disconnected (after 3ms in state SSL_HANDSHAKE)")
+                .is_none()
+        );
+        assert!(
+            f.get().is_none(),
+            "a dropped handshake is an outage, not fatal"
+        );
+        let msg = f
+            .classify(
+                &ssl,
+                "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed",
+            )
+            .unwrap();
+        assert!(msg.contains("security.ca_location"), "{msg}");
+        assert!(f.get().is_some());
+        let f = Fatal::default();
+        let auth = KafkaError::Global(RDKafkaErrorCode::Authentication);
+        assert!(f.classify(&auth, "SASL authentication error").is_some());
     }
 
     #[test]

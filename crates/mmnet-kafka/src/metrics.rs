@@ -93,7 +93,8 @@ pub struct Metrics {
     pub flagged_ratio: Gauge<f64, AtomicU64>,
     /// Rows with a feature outside its training range, by feature (capped series).
     pub out_of_range: Family<ModelLabel, Counter>,
-    /// Brokers the consumer holds an open, authenticated connection to.
+    /// Brokers with an open, authenticated connection, in the latest report of either
+    /// client (consumer or producer).
     pub brokers_up: Gauge,
     health: Arc<AtomicU8>,
     link: Arc<Mutex<Link>>,
@@ -231,7 +232,7 @@ impl Metrics {
         );
         r.register(
             "brokers_up",
-            "Brokers the consumer is connected to (librdkafka statistics, every second); 0 = not ready",
+            "Brokers connected and authenticated in the latest librdkafka statistics of the consumer or producer (every second); 0 = not ready",
             m.brokers_up.clone(),
         );
         Self {
