@@ -14,17 +14,6 @@ use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-fn group_args<'a>(input: &'a str, output: &'a str, group: &'a str) -> Vec<&'a str> {
-    vec![
-        "--input-topic",
-        input,
-        "--output-topic",
-        output,
-        "--group",
-        group,
-    ]
-}
-
 #[test]
 fn end_to_end_100k_records_every_offset_scored() {
     let dir = workdir();

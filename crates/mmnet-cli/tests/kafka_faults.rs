@@ -85,17 +85,6 @@ fn http_request(addr: &str, method: &str, path: &str) -> String {
     out
 }
 
-fn flow_args<'a>(input: &'a str, output: &'a str, group: &'a str) -> Vec<&'a str> {
-    vec![
-        "--input-topic",
-        input,
-        "--output-topic",
-        output,
-        "--group",
-        group,
-    ]
-}
-
 /// `mmnet produce` in the background (it must ride out the broker's restarts too).
 fn produce_bg(broker: &Broker, topic: &str, rows: usize, rate: usize) -> Child {
     let data = spambase();
@@ -137,7 +126,7 @@ fn broker_sigkill_and_30s_outage_lose_nothing() {
     let mut broker = Broker::start_with(d, s3.broker_opts());
     broker.create_topic("f-in", 2);
     broker.create_topic("f-out", 2);
-    let mut extra = flow_args("f-in", "f-out", "faults");
+    let mut extra = group_args("f-in", "f-out", "faults");
     // The operator's producer as shipped except idempotence: see docs/RELIABILITY.md for
     // why on Tansu (and only there) it is turned off. MMNET_TEST_IDEMPOTENT=1 keeps it on,
     // to re-check that Tansu bug.
@@ -320,7 +309,7 @@ fn refused_score_records_are_dead_lettered() {
     let config = d.join("small.toml");
     std::fs::write(&config, "[producer]\n\"message.max.bytes\" = \"4000\"\n").unwrap();
     let cfg = config.to_str().unwrap();
-    let mut extra = flow_args("r-in", "r-out", "refused");
+    let mut extra = group_args("r-in", "r-out", "refused");
     extra.extend_from_slice(&[
         "--dlq-topic",
         "r-dlq",
@@ -351,7 +340,7 @@ fn refused_score_records_are_dead_lettered() {
 
     // Without a dead-letter topic: a stop that names the fix.
     let mut op = Operator::start(&broker, d, "refused-nodlq", &{
-        let mut e = flow_args("r-in", "r-out", "refused-nodlq");
+        let mut e = group_args("r-in", "r-out", "refused-nodlq");
         e.extend_from_slice(&["--config", cfg, "--output-format", "arrow"]);
         e
     });

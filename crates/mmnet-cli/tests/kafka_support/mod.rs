@@ -441,6 +441,18 @@ pub fn produce(broker: &Broker, topic: &str, extra: &[&str]) -> String {
     ok(&args)
 }
 
+/// `--input-topic I --output-topic O --group G`.
+pub fn group_args<'a>(input: &'a str, output: &'a str, group: &'a str) -> Vec<&'a str> {
+    vec![
+        "--input-topic",
+        input,
+        "--output-topic",
+        output,
+        "--group",
+        group,
+    ]
+}
+
 /// librdkafka settings Tansu needs for quick group joins (ECOSYSTEM.md).
 pub const GROUP_TIMEOUTS: [&str; 6] = [
     "-X",
