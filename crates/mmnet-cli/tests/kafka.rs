@@ -10,9 +10,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kafka_support::*;
-use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 #[test]
 fn end_to_end_100k_records_every_offset_scored() {
@@ -180,28 +177,6 @@ fn two_instances_share_partitions_and_survive_a_rebalance() {
 }
 
 /// Produces raw payloads (with a header on each) straight to a topic.
-fn produce_raw(broker: &Broker, topic: &str, payloads: &[(&str, Vec<u8>)]) {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
-        .create()
-        .unwrap();
-    for (key, payload) in payloads {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "trace-id",
-            value: Some(*key),
-        });
-        p.send(
-            BaseRecord::to(topic)
-                .key(*key)
-                .payload(payload.as_slice())
-                .partition(0)
-                .headers(headers),
-        )
-        .unwrap();
-    }
-    p.flush(Duration::from_secs(10)).unwrap();
-}
-
 fn json_row(features: &[String], f: impl Fn(&str) -> String) -> Vec<u8> {
     let fields: Vec<String> = features
         .iter()

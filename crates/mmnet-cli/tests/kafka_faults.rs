@@ -288,7 +288,7 @@ fn refused_score_records_are_dead_lettered() {
     let dir = workdir();
     let d = dir.path();
     let broker = Broker::start(d);
-    for t in ["r-in", "r-out", "r-dlq"] {
+    for t in ["r-in", "r-in2", "r-out", "r-dlq"] {
         broker.create_topic(t, 1);
     }
     // 300 JSON rows (small score records) then Arrow messages of 100 rows each, whose
@@ -318,19 +318,37 @@ fn refused_score_records_are_dead_lettered() {
         "--output-format",
         "arrow",
     ]);
+    // And an unscorable message larger than the producer's limit: its dead letter (the
+    // original bytes) is refused too, and goes out without them.
+    let mut big = b"{\"not json".to_vec();
+    big.resize(6000, b'x');
+    produce_raw(&broker, "r-in", &[("big", big)]);
     let op = Operator::start(&broker, d, "refused", &extra);
     let letters = read_until(&broker.addr, "r-dlq", Duration::from_secs(60), |r| {
-        r.len() >= 3
+        r.len() >= 4
     });
-    assert_eq!(letters.len(), 3, "{}", op.log());
-    for l in &letters {
-        assert_eq!(l.headers["mmnet.dlq.reason"], "rejected");
+    assert_eq!(letters.len(), 4, "{}", op.log());
+    let reason = |l: &Read| l.headers["mmnet.dlq.reason"].clone();
+    let rejected: Vec<_> = letters.iter().filter(|l| reason(l) == "rejected").collect();
+    assert_eq!(rejected.len(), 3);
+    for l in rejected {
         assert!(
             l.headers["mmnet.dlq.error"].contains("too large"),
             "{:?}",
             l.headers
         );
+        assert!(l.payload.is_empty());
     }
+    let stripped = letters
+        .iter()
+        .find(|l| reason(l) == "invalid_json")
+        .unwrap();
+    assert!(stripped.payload.is_empty());
+    assert!(stripped.headers["mmnet.dlq.payload_dropped"].contains("too large"));
+    assert_eq!(
+        stripped.headers["trace-id"], "big",
+        "the input's headers are kept"
+    );
     // The 300 JSON inputs were scored around them.
     let scores = read_until(&broker.addr, "r-out", Duration::from_secs(60), |r| {
         r.len() >= 300
@@ -339,8 +357,20 @@ fn refused_score_records_are_dead_lettered() {
     assert!(op.terminate());
 
     // Without a dead-letter topic: a stop that names the fix.
+    produce(
+        &broker,
+        "r-in2",
+        &[
+            "--limit",
+            "300",
+            "--format",
+            "arrow",
+            "--rows-per-message",
+            "100",
+        ],
+    );
     let mut op = Operator::start(&broker, d, "refused-nodlq", &{
-        let mut e = group_args("r-in", "r-out", "refused-nodlq");
+        let mut e = group_args("r-in2", "r-out", "refused-nodlq");
         e.extend_from_slice(&["--config", cfg, "--output-format", "arrow"]);
         e
     });

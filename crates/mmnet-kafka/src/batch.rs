@@ -87,6 +87,34 @@ pub struct Output {
 }
 
 impl Output {
+    /// What to send instead of this record after the broker refused it for what it is
+    /// (too large, say): a score record becomes a `rejected` dead letter; a dead letter
+    /// loses its payload (the input bytes, still on the input topic) and says so in
+    /// `mmnet.dlq.payload_dropped`. `None` when nothing smaller can be sent.
+    pub fn refused(&self, input_topic: &str, error: &str) -> Option<Output> {
+        match self.destination {
+            Destination::Scores => Some(self.rejected(input_topic, error)),
+            Destination::DeadLetters(_) if !self.payload.is_empty() => {
+                let headers = self.headers.clone().unwrap_or_default().insert(Header {
+                    key: dlq_header::PAYLOAD_DROPPED,
+                    value: Some(error),
+                });
+                Some(Output {
+                    destination: self.destination,
+                    key: self.key.clone(),
+                    payload: Vec::new(),
+                    headers: Some(headers),
+                    timestamp: self.timestamp,
+                    partition: self.partition,
+                    offset: self.offset,
+                    scores: 0,
+                    anomalies: 0,
+                })
+            }
+            Destination::DeadLetters(_) => None,
+        }
+    }
+
     /// The dead letter standing for this score record when the broker refused it (see
     /// [`DeadReason::Rejected`]): the input's key, timestamp and coordinates, the error, no
     /// payload (the refused record was the large part).

@@ -512,19 +512,26 @@ async fn enqueue(
     }
 }
 
-/// A batch's failed records: a score record refused for what it is (too large, a bad
-/// timestamp) becomes a dead letter when there is a dead-letter topic, and the batch goes
-/// on; anything else stops the operator before the batch's offsets are stored.
+/// A batch's failed records: a record refused for what it is (too large, a bad timestamp)
+/// is replaced by a smaller dead letter ([`Output::refused`]) when there is a dead-letter
+/// topic, and the batch goes on; anything else stops the operator before the batch's
+/// offsets are stored.
 async fn settle_failures(
     cfg: &OperatorConfig,
     producer: &Producer_,
     prepared: &mut Prepared,
     failures: Vec<Failure>,
 ) -> Result<()> {
+    let mut letters = Vec::with_capacity(failures.len());
     for f in &failures {
-        let scores = prepared.outputs[f.index].destination == Destination::Scores;
-        if !(record_refused(&f.error) && scores && cfg.kafka.dlq_topic.is_some()) {
-            let what = if record_refused(&f.error) && scores {
+        let o = &prepared.outputs[f.index];
+        let replacement = if record_refused(&f.error) && cfg.kafka.dlq_topic.is_some() {
+            o.refused(&cfg.kafka.input_topic, &f.error.to_string())
+        } else {
+            None
+        };
+        let Some(letter) = replacement else {
+            let what = if record_refused(&f.error) && cfg.kafka.dlq_topic.is_none() {
                 format!(
                     "{} (the record itself was refused; with a dead-letter topic (--dlq-topic) it would be dead-lettered as `rejected`, or raise the producer's message.max.bytes and the topic's max.message.bytes)",
                     f.what
@@ -536,19 +543,13 @@ async fn settle_failures(
                 what,
                 cause: f.error.clone(),
             });
-        }
-    }
-    let acks = BatchAcks::new(
-        failures.len(),
-        format!("{} refused score records", failures.len()),
-    );
-    let mut letters = Vec::with_capacity(failures.len());
-    for f in &failures {
-        let o = &prepared.outputs[f.index];
+        };
         warn!(input = %format!("{}/{}@{}", cfg.kafka.input_topic, o.partition, o.offset),
-              error = %f.error, "score record refused by the broker; dead-lettered as `rejected`");
-        letters.push(o.rejected(&cfg.kafka.input_topic, &f.error.to_string()));
+              error = %f.error, to = %topic(cfg, o),
+              "record refused by the broker; sending a smaller dead letter instead");
+        letters.push(letter);
     }
+    let acks = BatchAcks::new(letters.len(), format!("{} refused records", letters.len()));
     for j in 0..letters.len() {
         enqueue(producer, cfg, &letters, j, &acks).await;
     }

@@ -216,6 +216,9 @@ pub mod dlq_header {
     pub const ROWS: &str = "mmnet.dlq.rows";
     /// Digest of the model that rejected it.
     pub const MODEL_DIGEST: &str = "mmnet.model.digest";
+    /// Present when the dead letter's payload (the input) was dropped because the broker
+    /// refused the letter with it: the broker's error. The input is still on its topic.
+    pub const PAYLOAD_DROPPED: &str = "mmnet.dlq.payload_dropped";
 }
 
 #[cfg(test)]

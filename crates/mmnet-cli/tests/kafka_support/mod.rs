@@ -441,6 +441,31 @@ pub fn produce(broker: &Broker, topic: &str, extra: &[&str]) -> String {
     ok(&args)
 }
 
+/// Raw payloads into partition 0 of `topic`, keyed and with a `trace-id` header each.
+pub fn produce_raw(broker: &Broker, topic: &str, payloads: &[(&str, Vec<u8>)]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .unwrap();
+    for (key, payload) in payloads {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "trace-id",
+            value: Some(*key),
+        });
+        p.send(
+            BaseRecord::to(topic)
+                .key(*key)
+                .payload(payload.as_slice())
+                .partition(0)
+                .headers(headers),
+        )
+        .unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+}
+
 /// `--input-topic I --output-topic O --group G`.
 pub fn group_args<'a>(input: &'a str, output: &'a str, group: &'a str) -> Vec<&'a str> {
     vec![
