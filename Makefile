@@ -73,7 +73,7 @@ fuzz:
 ## soak: broker + producer at a fixed rate + operator for SOAK_MINUTES (default 30),
 ## sampling RSS, lag, p99 latency and CPU every 10 s (benches/soak.sh; a benchmark).
 SOAK_MINUTES ?= 30
-SOAK_RATE ?= 4000
+SOAK_RATE ?= 3000
 soak: release tansu deps
 	@bash benches/soak.sh "$(MMNET_RELEASE)" "$(SOAK_MINUTES)" "$(SOAK_RATE)" "$(OUT)/soak"
 

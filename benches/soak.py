@@ -125,8 +125,9 @@ def main():
             stdout=subprocess.DEVNULL, stderr=open(work / "operator.log", "w"))
         procs.append(op)
         time.sleep(3)
+        # --limit ends the run; --repeat only has to be large enough whatever the table's size.
         rows = int(a.rate * a.minutes * 60)
-        repeat = rows // 4601 + 1
+        repeat = rows
         prod = subprocess.Popen(
             [a.mmnet, "produce", "--data", str(ROOT / "data/spambase.parquet"), "--brokers", brokers,
              "--topic", "soak-in", "--rate", str(a.rate), "--repeat", str(repeat),
