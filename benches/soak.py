@@ -95,8 +95,19 @@ def main():
     ap.add_argument("--rate", type=int, default=4000)
     ap.add_argument("--out", required=True)
     ap.add_argument("--interval", type=float, default=10)
+    ap.add_argument("--from-csv", action="store_true",
+                    help="only redraw soak.png and summary.md from OUT/soak.csv "
+                         "(with --produced and --scored)")
+    ap.add_argument("--produced", type=int)
+    ap.add_argument("--scored", type=int)
+    ap.add_argument("--dead", type=int, default=0)
     a = ap.parse_args()
     out = Path(a.out)
+    if a.from_csv:
+        with open(out / "soak.csv") as f:
+            rows = [[float(x) if x not in ("",) else "" for x in r] for r in list(csv.reader(f))[1:]]
+        summarise(out, rows, a, a.produced, a.scored, a.dead, 0)
+        return
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="mmnet-soak-"))
     procs = []
@@ -137,11 +148,13 @@ def main():
 
         start = time.time()
         prev_hist, prev_cpu, prev_out, prev_t = {}, None, 0.0, start
+        prev_batches, prev_bcpu = (0.0, 0.0), None
         rows_csv = []
         with open(out / "soak.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["t_s", "rss_mib", "cpu_pct", "lag", "p99_batch_latency_ms",
-                        "scored_per_s", "records_out", "broker_rss_mib"])
+                        "scored_per_s", "records_out", "broker_rss_mib", "rows_per_batch",
+                        "broker_cpu_pct"])
             while prod.poll() is None or time.time() - start < a.minutes * 60:
                 time.sleep(a.interval)
                 now = time.time()
@@ -149,7 +162,13 @@ def main():
                 if op.poll() is not None:
                     sys.exit(f"operator exited with {op.returncode}; see {work}/operator.log")
                 rss, cpu = proc_stats(op.pid)
-                brss, _ = proc_stats(broker.pid)
+                brss, bcpu = proc_stats(broker.pid)
+                # Rows per scored batch in this window: smaller batches at the same rate mean
+                # more per-batch work (a slower broker hands out smaller fetches).
+                bsum = metric_sum(text, "mmnet_batch_rows_sum") or 0.0
+                bcnt = metric_sum(text, "mmnet_batch_rows_count") or 0.0
+                dcnt = bcnt - prev_batches[1]
+                per_batch = round((bsum - prev_batches[0]) / dcnt, 1) if dcnt > 0 else ""
                 hist = buckets(text, "mmnet_batch_latency_seconds")
                 q = p99(prev_hist, hist)
                 recs = metric_sum(text, "mmnet_records_out_total") or 0.0
@@ -158,15 +177,22 @@ def main():
                        round(100 * (cpu - prev_cpu) / (now - prev_t), 1) if prev_cpu is not None else "",
                        int(lag) if lag is not None else "",
                        round(q * 1000, 2) if q is not None else "",
-                       round((recs - prev_out) / (now - prev_t), 1), int(recs), round(brss, 1)]
+                       round((recs - prev_out) / (now - prev_t), 1), int(recs), round(brss, 1),
+                       per_batch,
+                       round(100 * (bcpu - prev_bcpu) / (now - prev_t), 1) if prev_bcpu is not None else ""]
                 w.writerow(row)
                 f.flush()
                 rows_csv.append(row)
                 prev_hist, prev_cpu, prev_out, prev_t = hist, cpu, recs, now
+                prev_batches, prev_bcpu = (bsum, bcnt), bcpu
                 if prod.poll() is not None and now - start > a.minutes * 60 + 120:
                     break
-        # Drain: every produced row scored (or dead-lettered), then stop the operator.
-        produced = rows if prod.returncode == 0 else None
+        # Drain: every produced row scored (or dead-lettered), then stop the operator. What
+        # was produced is what `mmnet produce` reports having had acknowledged.
+        produced = None
+        if prod.returncode == 0:
+            text = (work / "produce.out").read_text()
+            produced = int(text.split("produced ", 1)[1].split(" ", 1)[0])
         end = time.time() + 300
         text = scrape(metrics)
         while time.time() < end:
@@ -213,7 +239,11 @@ def summarise(out, rows, a, produced, scored, dead, prod_rc):
     fig.tight_layout()
     fig.savefig(out / "soak.png", dpi=110)
 
-    after = [r for r in rows if r[0] >= WARMUP_S]
+    # The traffic period: up to the last sample that scored anything (the producer may end
+    # before the sampling does).
+    busy = [r[0] for r in rows if r[5] not in ("", 0, 0.0)]
+    traffic_end = max(busy, default=0)
+    after = [r for r in rows if WARMUP_S <= r[0] <= traffic_end]
     rss0 = after[0][1] if after else float("nan")
     rss1 = after[-1][1] if after else float("nan")
     rss_max = max((r[1] for r in after), default=float("nan"))
@@ -233,6 +263,7 @@ def summarise(out, rows, a, produced, scored, dead, prod_rc):
         f"first half median {med(p99s[:half]):.2f} ms, second half {med(p99s[half:]):.2f} ms; "
         f"max {max(p99s, default=float('nan')):.2f} ms",
         f"- operator CPU: median {med(cpu):.1f} % of one core",
+        f"- traffic for {traffic_end / 60:.1f} min; figures below cover minute {WARMUP_S // 60} to the end of traffic",
         f"- samples: {len(rows)} (every {a.interval:g} s); data in soak.csv, plot soak.png",
     ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
