@@ -28,6 +28,7 @@ if ((${#targets[@]} == 0)); then
   mapfile -t targets < <(ls "$SEEDS")
 fi
 found=0
+mkdir -p "$OUT/out"
 printf '%-16s %10s %10s %8s %8s %7s %7s\n' target seconds execs exec/s corpus crashes hangs | tee "$OUT/summary.txt"
 for t in "${targets[@]}"; do
   rm -rf "$OUT/out/$t"
