@@ -8,6 +8,7 @@
 pub mod error;
 pub mod features;
 pub mod format;
+pub mod parquet_footer;
 pub mod read;
 pub mod score_file;
 #[cfg(feature = "sql")]

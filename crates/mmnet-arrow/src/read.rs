@@ -87,6 +87,7 @@ fn open_parquet(
     projection: Option<&[String]>,
     batch_rows: usize,
 ) -> Result<TableReader> {
+    crate::parquet_footer::check(path)?;
     let file = open_file(path)?;
     // The parquet crate panics on some malformed files instead of returning an error (a
     // corrupted embedded Arrow schema reaches an `unimplemented!` in arrow-ipc: found by the

@@ -989,3 +989,49 @@ fn sql_prompt_reloads_models_from_their_paths() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("reload failed, keeping the old one"), "{err}");
 }
+
+/// The Parquet file AFL++ found makes the parquet crate reserve 6.9 GB from a 1,380-byte
+/// footer; in a process with a memory limit that reservation aborted mmnet (exit 134, no
+/// message). The footer is now checked first: the same limit gives a clear error, exit 1.
+/// Checked through `train` and through `sql`, whose tables DataFusion opens.
+#[test]
+fn a_hostile_parquet_footer_is_an_error_under_a_memory_limit() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/parquet_table/afl-schema-num-children-6.9GB-reserve.parquet");
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained(dir.path(), 200, 2).1;
+    let bin = env!("CARGO_BIN_EXE_mmnet");
+    let limited = |args: String| {
+        // 1.5 GB of address space: far above what mmnet needs here, far below 6.9 GB.
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -v 1500000 && exec {bin} {args}"))
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let table = format!("t={}", p(&file));
+    for args in [
+        format!(
+            "train --data {} --out {}",
+            p(&file),
+            p(&dir.path().join("m2"))
+        ),
+        format!(
+            "sql --model {} --table {table} \"SELECT count(*) FROM t\"",
+            p(&model)
+        ),
+    ] {
+        let o = limited(args.clone());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args}: {err}");
+        assert!(
+            err.contains("malformed Parquet footer: schema element"),
+            "{args}: {err}"
+        );
+        assert!(
+            err.contains("afl-schema-num-children"),
+            "names the file: {err}"
+        );
+    }
+}

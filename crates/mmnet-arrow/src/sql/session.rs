@@ -141,10 +141,13 @@ pub async fn register_table(ctx: &SessionContext, name: &str, path: &Path) -> Re
         .ok_or_else(|| TableError::malformed(path, "path is not valid UTF-8"))?;
     let df = |e: datafusion::error::DataFusionError| TableError::malformed(path, e.to_string());
     match FileFormat::from_path(path, false)? {
-        FileFormat::Parquet => ctx
-            .register_parquet(name, p, ParquetReadOptions::default())
-            .await
-            .map_err(df)?,
+        FileFormat::Parquet => {
+            // DataFusion decodes the footer with the same parquet crate.
+            crate::parquet_footer::check(path)?;
+            ctx.register_parquet(name, p, ParquetReadOptions::default())
+                .await
+                .map_err(df)?
+        }
         FileFormat::Csv => ctx
             .register_csv(name, p, CsvReadOptions::new().has_header(true))
             .await
