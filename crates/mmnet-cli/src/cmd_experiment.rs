@@ -203,6 +203,17 @@ fn known_settings(
     Ok(out)
 }
 
+/// Rows of D_u in the first run's split (the same size in every run), for the progress bar.
+fn unlabeled_rows(
+    ds: &mmnet_arrow::Dataset,
+    known: Option<KnownType<'_>>,
+    protocol: &ProtocolConfig,
+    seed: u64,
+) -> Result<usize> {
+    let s = mmnet_core::protocol::split(&ds.labels, known, protocol, seed)?;
+    Ok(s.unlabeled.len())
+}
+
 /// Runs one setting's experiment, prints it and returns its JSON document.
 fn run_setting(
     a: &ExperimentArgs,
@@ -230,7 +241,7 @@ fn run_setting(
     let mut bar = TrainBar::new(
         fit_cfg.train.epochs,
         a.model.quiet,
-        runs * fit_cfg.trainings(a.labeled),
+        runs * fit_cfg.trainings(unlabeled_rows(ds, known, protocol, a.seed)?, a.labeled),
     );
     let report = mmnet_core::experiment::run_experiment(
         ds.x.view(),

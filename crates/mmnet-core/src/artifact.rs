@@ -14,6 +14,9 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::ensemble::{
+    Ensemble, EnsembleInfo, MAX_MEMBERS, Member, MemberInfo, stats_of, tensor_name,
+};
 use crate::error::{CoreError, Result};
 use crate::model::{Model, Threshold, TrainingSummary};
 use crate::network::{TENSOR_NAMES, Weights, tensor_shapes};
@@ -66,6 +69,10 @@ pub struct Manifest {
     pub training: TrainingSummary,
     /// The weights file and its digest.
     pub weights: WeightsRef,
+    /// The other members of an ensemble over seeds (absent for a single network; their
+    /// weights are in the same file, see [`crate::ensemble::tensor_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleInfo>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
@@ -82,23 +89,41 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Digest identifying a model's weights: the hex SHA-256 of their safetensors bytes (the
-/// value stored in the manifest of a saved model).
+/// value stored in the manifest of a saved model; every member's weights for an ensemble).
 pub fn model_digest(model: &Model) -> Result<String> {
-    Ok(sha256_hex(&weights_to_safetensors(&model.weights)?))
+    Ok(sha256_hex(&model_to_safetensors(model)?))
 }
 
 /// Serialises the weights to safetensors bytes.
 pub fn weights_to_safetensors(w: &Weights<f32>) -> Result<Vec<u8>> {
-    let bytes: Vec<Vec<u8>> = w
-        .tensors()
-        .iter()
-        .map(|t| t.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let mut views = Vec::with_capacity(5);
-    for ((name, t), b) in TENSOR_NAMES.iter().zip(w.tensors()).zip(&bytes) {
+    tensors_to_safetensors(&[w])
+}
+
+/// Serialises every member's weights to one safetensors file: the first member's under the
+/// plain tensor names (a single model's file is unchanged), member k's as `member{k}.NAME`.
+pub fn model_to_safetensors(model: &Model) -> Result<Vec<u8>> {
+    let mut all = vec![&model.weights];
+    all.extend(model.members().iter().map(|m| &m.weights));
+    tensors_to_safetensors(&all)
+}
+
+fn tensors_to_safetensors(members: &[&Weights<f32>]) -> Result<Vec<u8>> {
+    let mut named: Vec<(String, &Array2<f32>, Vec<u8>)> = Vec::new();
+    for (k, w) in members.iter().enumerate() {
+        for (name, t) in TENSOR_NAMES.iter().zip(w.tensors()) {
+            let full = if k == 0 {
+                name.to_string()
+            } else {
+                tensor_name(k, name)
+            };
+            named.push((full, t, t.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        }
+    }
+    let mut views = Vec::with_capacity(named.len());
+    for (name, t, b) in &named {
         let view = TensorView::new(Dtype::F32, t.shape().to_vec(), b)
             .map_err(|e| CoreError::Internal(format!("safetensors view of {name}: {e}")))?;
-        views.push((*name, view));
+        views.push((name.as_str(), view));
     }
     let meta = HashMap::from([("format".to_string(), "mmnet-weights".to_string())]);
     safetensors::serialize(views, Some(meta))
@@ -108,10 +133,7 @@ pub fn weights_to_safetensors(w: &Weights<f32>) -> Result<Vec<u8>> {
 /// The manifest `save` writes for `model` (its weights digest included), without writing
 /// anything: what a caller shows as "the model" before or without saving it.
 pub fn manifest(model: &Model) -> Result<Manifest> {
-    Ok(manifest_for(
-        model,
-        &weights_to_safetensors(&model.weights)?,
-    ))
+    Ok(manifest_for(model, &model_to_safetensors(model)?))
 }
 
 fn manifest_for(model: &Model, weights: &[u8]) -> Manifest {
@@ -130,6 +152,18 @@ fn manifest_for(model: &Model, weights: &[u8]) -> Manifest {
             sha256: sha256_hex(weights),
             dtype: "F32".into(),
         },
+        ensemble: model.ensemble.as_ref().map(|e| EnsembleInfo {
+            first: e.first.clone(),
+            members: e
+                .members
+                .iter()
+                .map(|m| MemberInfo {
+                    seed: m.seed,
+                    calibration: m.calibration,
+                    stats: m.stats.clone(),
+                })
+                .collect(),
+        }),
     }
 }
 
@@ -137,7 +171,7 @@ fn manifest_for(model: &Model, weights: &[u8]) -> Manifest {
 /// through a temporary file, so a crash never leaves a manifest pointing at missing weights.
 pub fn save(model: &Model, dir: &Path) -> Result<Manifest> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let bytes = weights_to_safetensors(&model.weights)?;
+    let bytes = model_to_safetensors(model)?;
     let wpath = dir.join(WEIGHTS_FILE);
     fs::write(&wpath, &bytes).map_err(io_err(&wpath))?;
     let manifest = manifest_for(model, &bytes);
@@ -307,6 +341,34 @@ fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
     if !m.score.lambda.is_finite() {
         return bad(format!("score lambda {} is not finite", m.score.lambda));
     }
+    if let Some(e) = &m.ensemble {
+        if e.members.is_empty() || e.members.len() >= MAX_MEMBERS {
+            return bad(format!(
+                "ensemble lists {} members beyond the first; between 1 and {} are supported",
+                e.members.len(),
+                MAX_MEMBERS - 1
+            ));
+        }
+        let v = m.score.variant;
+        let firsts = std::iter::once(&e.first).chain(e.members.iter().map(|x| &x.stats));
+        if let Some(k) = firsts.clone().position(|st| stats_of(st, v).is_none()) {
+            return bad(format!(
+                "ensemble member {} has no statistics for its score `{}`",
+                k + 1,
+                v.name()
+            ));
+        }
+        let finite = |st: &Vec<crate::ensemble::VariantStats>| {
+            st.iter()
+                .all(|s| s.stats.median.is_finite() && s.stats.iqr.is_finite() && s.stats.iqr > 0.0)
+        };
+        if let Some(k) = firsts.clone().position(|st| !finite(st)) {
+            return bad(format!(
+                "ensemble member {} has invalid score statistics",
+                k + 1
+            ));
+        }
+    }
     if m.weights.dtype != "F32" {
         return bad(format!(
             "weights dtype {} is not supported (F32 only)",
@@ -327,7 +389,10 @@ pub fn load(path: &Path) -> Result<Model> {
     let (dir, m) = load_manifest(path)?;
     let wpath = dir.join(&m.weights.file);
     // The manifest fixes the tensors' size: a larger file is refused before it is read.
-    let expected = weights_data_bytes(m.features.len(), &m.model).unwrap_or(u64::MAX);
+    let members = 1 + m.ensemble.as_ref().map_or(0, |e| e.members.len()) as u64;
+    let expected = weights_data_bytes(m.features.len(), &m.model)
+        .and_then(|b| b.checked_mul(members))
+        .unwrap_or(u64::MAX);
     let on_disk = fs::metadata(&wpath)
         .map_err(|e| CoreError::artifact(&wpath, format!("cannot read the weights: {e}")))?
         .len();
@@ -353,6 +418,28 @@ pub fn load(path: &Path) -> Result<Model> {
         ));
     }
     let weights = weights_from_safetensors(&wpath, &bytes, m.features.len(), &m.model)?;
+    let ensemble = match &m.ensemble {
+        None => None,
+        Some(info) => {
+            let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+                CoreError::artifact(&wpath, format!("not a valid safetensors file: {e}"))
+            })?;
+            let mut members = Vec::with_capacity(info.members.len());
+            for (i, mi) in info.members.iter().enumerate() {
+                members.push(Member {
+                    seed: mi.seed,
+                    weights: member_weights(&wpath, &st, i + 1, m.features.len(), &m.model)?,
+                    calibration: mi.calibration,
+                    stats: mi.stats.clone(),
+                    kernel: Default::default(),
+                });
+            }
+            Some(Ensemble {
+                first: info.first.clone(),
+                members,
+            })
+        }
+    };
     Ok(Model {
         features: m.features,
         scaler: m.scaler,
@@ -361,6 +448,7 @@ pub fn load(path: &Path) -> Result<Model> {
         score: m.score,
         threshold: m.threshold,
         training: m.training,
+        ensemble,
         kernel: Default::default(),
     })
 }
@@ -378,11 +466,27 @@ pub fn weights_from_safetensors(
 ) -> Result<Weights<f32>> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| CoreError::artifact(path, format!("not a valid safetensors file: {e}")))?;
+    member_weights(path, &st, 0, input_dim, p)
+}
+
+/// The weights of member `k` (0 = the plain tensor names) from a parsed weights file.
+fn member_weights(
+    path: &Path,
+    st: &SafeTensors<'_>,
+    k: usize,
+    input_dim: usize,
+    p: &ModelParams,
+) -> Result<Weights<f32>> {
     let shapes = tensor_shapes(input_dim, p);
     let mut out: Vec<Array2<f32>> = Vec::with_capacity(5);
-    for (name, [r, c]) in TENSOR_NAMES.iter().zip(shapes) {
+    for (plain, [r, c]) in TENSOR_NAMES.iter().zip(shapes) {
+        let name = if k == 0 {
+            plain.to_string()
+        } else {
+            tensor_name(k, plain)
+        };
         let t = st
-            .tensor(name)
+            .tensor(&name)
             .map_err(|_| CoreError::artifact(path, format!("tensor `{name}` is missing")))?;
         if t.dtype() != Dtype::F32 {
             return Err(CoreError::artifact(

@@ -35,6 +35,10 @@ pub struct RunResult {
     pub test_anomalies: usize,
     /// Training wall time.
     pub train_seconds: f64,
+    /// Networks averaged into the model's score (1 = a single network; see
+    /// [`crate::ensemble`]). Absent in reports from before ensembles: 1.
+    #[serde(default = "one")]
+    pub members: usize,
     /// Metrics of every variant, then `default`: the model's configured score (the one
     /// chosen on the validation split when `fit` selects it).
     pub metrics: Vec<VariantMetrics>,
@@ -45,6 +49,10 @@ pub struct RunResult {
     /// anomalies alone, because an average over types hides the type that is missed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_type: Vec<TypeMetrics>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Metrics of the test normals against the test anomalies of one type.
@@ -244,6 +252,7 @@ pub fn run_experiment(
             sizes: [s.unlabeled.len(), s.labeled.len(), s.test.len()],
             test_anomalies: yt.iter().filter(|&&b| b).count(),
             train_seconds: model.training.wall_seconds,
+            members: model.ensemble_size(),
             metrics,
             selection: model.score.selection.clone(),
             per_type,

@@ -91,7 +91,18 @@ impl Model {
     ) -> Result<(ScoredBatch, Vec<Explanation>)> {
         let scaled = self.scale(x)?;
         let fw = forward(&self.weights, scaled.view(), &self.params);
-        let scored = self.finish(RawScores::from_forward(&fw, &self.params), threshold)?;
+        // The score is the model's (the ensemble's, when it is one); the explanation is of
+        // the first member's network (see crate::ensemble).
+        let others = self
+            .members()
+            .iter()
+            .map(|m| self.member_kernel(m).score(x, self.member_needs_mse()))
+            .collect();
+        let scored = self.finish(
+            RawScores::from_forward(&fw, &self.params),
+            others,
+            threshold,
+        )?;
         let mse = scored
             .raw
             .mse

@@ -13,6 +13,7 @@
 
 pub mod adam;
 pub mod artifact;
+pub mod ensemble;
 pub mod error;
 pub mod experiment;
 pub mod explain;

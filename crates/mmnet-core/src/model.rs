@@ -3,6 +3,7 @@
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::ensemble::{Ensemble, Member, stats_of};
 use crate::error::{CoreError, Result};
 use crate::kernel::{Scorer, Threads};
 use crate::loss::LossParts;
@@ -80,6 +81,9 @@ pub struct Model {
     pub threshold: Threshold,
     /// Training record.
     pub training: TrainingSummary,
+    /// The other members, when the model is an ensemble over seeds (see
+    /// [`crate::ensemble`]); `None` = a single network.
+    pub ensemble: Option<Ensemble>,
     /// The packed scoring kernel, built from the fields above on first use.
     pub(crate) kernel: KernelCache,
 }
@@ -89,7 +93,7 @@ pub struct Model {
 /// It is derived data: it never takes part in equality, and a model whose `weights`,
 /// `params` or `scaler` are changed after scoring must be rebuilt, not mutated.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct KernelCache(std::sync::OnceLock<std::sync::Arc<Scorer>>);
+pub(crate) struct KernelCache(pub(crate) std::sync::OnceLock<std::sync::Arc<Scorer>>);
 
 impl PartialEq for KernelCache {
     fn eq(&self, _: &Self) -> bool {
@@ -125,7 +129,12 @@ impl Model {
     ) -> Result<ScoredBatch> {
         self.check_width(x)?;
         let raw = self.kernel().score(x, self.needs_mse(with_mse));
-        self.finish(raw, threshold)
+        let others = self
+            .members()
+            .iter()
+            .map(|m| self.member_kernel(m).score(x, self.member_needs_mse()))
+            .collect();
+        self.finish(raw, others, threshold)
     }
 
     /// [`Model::score`] for rows given as one slice per feature, in [`Model::features`]
@@ -156,7 +165,57 @@ impl Model {
         let raw = self
             .kernel()
             .score_columns(cols, self.needs_mse(with_mse), threads);
-        self.finish(raw, threshold)
+        let others = self
+            .members()
+            .iter()
+            .map(|m| {
+                self.member_kernel(m)
+                    .score_columns(cols, self.member_needs_mse(), threads)
+            })
+            .collect();
+        self.finish(raw, others, threshold)
+    }
+
+    /// Members beyond the first (empty for a single network).
+    pub fn members(&self) -> &[Member] {
+        self.ensemble.as_ref().map_or(&[], |e| e.members.as_slice())
+    }
+
+    /// Number of networks whose scores make `mmnet_score` (1 for a single model).
+    pub fn ensemble_size(&self) -> usize {
+        self.ensemble.as_ref().map_or(1, Ensemble::len)
+    }
+
+    /// Whether the other members must run their decoder: only for the configured score
+    /// (their raw outputs are not reported).
+    pub(crate) fn member_needs_mse(&self) -> bool {
+        self.score.variant.needs_decoder()
+    }
+
+    pub(crate) fn member_kernel<'a>(&self, m: &'a Member) -> &'a Scorer {
+        m.kernel.0.get_or_init(|| {
+            std::sync::Arc::new(
+                Scorer::new(&m.weights, &self.params).with_prescale(self.scaler.prescale()),
+            )
+        })
+    }
+
+    /// Member `k` (0 = the model's own weights) as a single model: its weights and
+    /// calibration with this model's features, scaling, score and threshold (the threshold
+    /// is the ensemble's, on another scale: use it for its raw scores, not its flags).
+    pub fn member(&self, k: usize) -> Option<Model> {
+        if k == 0 {
+            let mut m = self.clone();
+            m.ensemble = None;
+            return Some(m);
+        }
+        let mem = self.members().get(k - 1)?;
+        let mut m = self.clone();
+        m.ensemble = None;
+        m.weights = mem.weights.clone();
+        m.score.calibration = Some(mem.calibration);
+        m.kernel = KernelCache::default();
+        Some(m)
     }
 
     /// Whether scoring must run the decoder: asked for, or the configured score needs it.
@@ -190,16 +249,15 @@ impl Model {
         Ok(self.scaler.transform(x))
     }
 
-    /// The configured score of `raw` and its flags at `threshold` (or the stored one).
-    pub(crate) fn finish(&self, raw: RawScores, threshold: Option<f32>) -> Result<ScoredBatch> {
-        let score = raw
-            .variant(self.score.variant, &self.score)
-            .ok_or_else(|| {
-                CoreError::Internal(format!(
-                    "score `{}` cannot be computed (missing calibration)",
-                    self.score.variant.name()
-                ))
-            })?;
+    /// The configured score of `raw` (and of the other members' raw scores, for an
+    /// ensemble) and its flags at `threshold` (or the stored one).
+    pub(crate) fn finish(
+        &self,
+        raw: RawScores,
+        others: Vec<RawScores>,
+        threshold: Option<f32>,
+    ) -> Result<ScoredBatch> {
+        let score = self.variant_score(self.score.variant, &raw, &others)?;
         let t = threshold.unwrap_or(self.threshold.value);
         let is_anomaly = score.iter().map(|&s| s > t).collect();
         Ok(ScoredBatch {
@@ -209,12 +267,66 @@ impl Model {
         })
     }
 
-    /// Every variant's score for `x` (for evaluation).
+    /// Score `variant` of rows whose raw scores are `raw` (first member) and `others` (the
+    /// other members, in order): for a single model the variant itself, for an ensemble the
+    /// mean of each member's variant standardised by its D_u statistics
+    /// ([`crate::ensemble`]).
+    pub(crate) fn variant_score(
+        &self,
+        variant: ScoreVariant,
+        raw: &RawScores,
+        others: &[RawScores],
+    ) -> Result<Vec<f32>> {
+        let missing = || {
+            CoreError::Internal(format!(
+                "score `{}` cannot be computed (missing calibration)",
+                variant.name()
+            ))
+        };
+        let mut score = raw.variant(variant, &self.score).ok_or_else(missing)?;
+        let Some(e) = &self.ensemble else {
+            return Ok(score);
+        };
+        if others.len() != e.members.len() {
+            return Err(CoreError::Internal(format!(
+                "{} member scores for {} members",
+                others.len(),
+                e.members.len()
+            )));
+        }
+        let n = e.len() as f32;
+        let first = stats_of(&e.first, variant).ok_or_else(missing)?;
+        for s in &mut score {
+            *s = first.z(*s) / n;
+        }
+        for (m, r) in e.members.iter().zip(others) {
+            let cfg = ScoreConfig {
+                calibration: Some(m.calibration),
+                selection: None,
+                ..self.score.clone()
+            };
+            let st = stats_of(&m.stats, variant).ok_or_else(missing)?;
+            let v = r.variant(variant, &cfg).ok_or_else(missing)?;
+            for (s, x) in score.iter_mut().zip(v) {
+                *s += st.z(x) / n;
+            }
+        }
+        Ok(score)
+    }
+
+    /// Every variant's score for `x` (for evaluation; for an ensemble, each variant as the
+    /// ensemble computes it).
     pub fn score_all_variants(&self, x: ArrayView2<f32>) -> Result<Vec<(ScoreVariant, Vec<f32>)>> {
-        let b = self.score(x, true, None)?;
+        self.check_width(x)?;
+        let raw = self.kernel().score(x, true);
+        let others: Vec<RawScores> = self
+            .members()
+            .iter()
+            .map(|m| self.member_kernel(m).score(x, true))
+            .collect();
         Ok(ScoreVariant::ALL
             .into_iter()
-            .filter_map(|v| b.raw.variant(v, &self.score).map(|s| (v, s)))
+            .filter_map(|v| self.variant_score(v, &raw, &others).ok().map(|s| (v, s)))
             .collect())
     }
 }

@@ -145,7 +145,7 @@ impl RobustStats {
     }
 
     #[inline]
-    fn z(&self, v: f32) -> f32 {
+    pub(crate) fn z(&self, v: f32) -> f32 {
         (v - self.median) / self.iqr
     }
 }

@@ -10,6 +10,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::adam::Adam;
+use crate::ensemble::{Ensemble, Member, MemberStats, Members, VariantStats, member_seed};
 use crate::error::{CoreError, Result};
 use crate::experiment::take_rows;
 use crate::kernel::training::StepScratch;
@@ -19,7 +20,7 @@ use crate::network::Weights;
 use crate::params::{ModelParams, TrainParams};
 use crate::profile::TrainingProfile;
 use crate::scaler::{MinMaxScaler, Scaling};
-use crate::score::{ScoreConfig, score_scaled};
+use crate::score::{RawScores, RobustStats, ScoreConfig, ScoreVariant, score_scaled};
 use crate::select::Selection;
 use crate::warm::{Lineage, WarmStart};
 
@@ -53,16 +54,31 @@ pub struct FitConfig {
     /// Start from a trained model instead of a random initialisation (its architecture
     /// replaces `model`'s memory sizes; see [`crate::warm`]).
     pub warm_start: Option<WarmStart>,
+    /// Train an ensemble over seeds (see [`crate::ensemble`]); `None` = one network. A warm
+    /// start keeps the parent's member count whatever this says: each member continues
+    /// from the parent's member of the same rank.
+    pub ensemble: Option<Members>,
 }
 
 impl FitConfig {
-    /// Training runs `fit` makes with `labeled` rows in D_l: 2 when a score is selected on
-    /// a validation split, else 1 (for progress bars; a D_u of a single row, which `fit`
-    /// does not split, is not foreseen here).
-    pub fn trainings(&self, labeled: usize) -> usize {
-        match &self.selection {
-            Some(s) if s.applies(labeled) => 2,
-            _ => 1,
+    /// Training runs `fit` makes with `unlabeled` rows in D_u and `labeled` in D_l: one per
+    /// ensemble member, plus one when a score is selected on a validation split (for
+    /// progress bars; a D_u of a single row, which `fit` does not split, is not foreseen
+    /// here).
+    pub fn trainings(&self, unlabeled: usize, labeled: usize) -> usize {
+        let probe = match &self.selection {
+            Some(s) if s.applies(labeled) => 1,
+            _ => 0,
+        };
+        probe + self.members(unlabeled)
+    }
+
+    /// Networks `fit` trains for the final model with `unlabeled` rows in D_u.
+    pub fn members(&self, unlabeled: usize) -> usize {
+        match (&self.warm_start, self.ensemble) {
+            (Some(w), _) => w.parent.ensemble_size(),
+            (None, Some(m)) => m.resolve(unlabeled),
+            (None, None) => 1,
         }
     }
 }
@@ -96,6 +112,9 @@ pub struct FitOptions {
     pub threshold_quantile: f64,
     /// Seed of initialisation, shuffling and draws. Default 0.
     pub seed: u64,
+    /// Networks to train and average (see [`crate::ensemble`]). Default `auto`: by the size
+    /// of D_u.
+    pub ensemble: Members,
 }
 
 impl Default for FitOptions {
@@ -111,6 +130,7 @@ impl Default for FitOptions {
             mask: crate::params::MaskStrategy::Soft,
             threshold_quantile: DEFAULT_THRESHOLD_QUANTILE,
             seed: 0,
+            ensemble: Members::Auto,
         }
     }
 }
@@ -119,6 +139,7 @@ impl FitOptions {
     /// The fit configuration these options describe. The memory size is checked here (the
     /// rest in [`fit`]) because it is split in halves before `fit` sees it.
     pub fn fit_config(&self) -> Result<FitConfig> {
+        self.ensemble.check()?;
         if self.memory_size < 2 || !self.memory_size.is_multiple_of(2) {
             return Err(CoreError::InvalidParam {
                 name: "memory_size",
@@ -149,6 +170,7 @@ impl FitOptions {
             threshold_quantile: Some(self.threshold_quantile),
             selection: self.score.is_none().then(Selection::default),
             warm_start: None,
+            ensemble: Some(self.ensemble),
         })
     }
 }
@@ -278,6 +300,25 @@ pub fn fit(
         None => cfg,
     };
     validate(&data, cfg)?;
+    if let Some(m) = cfg.ensemble {
+        m.check()?;
+    }
+    let start = Instant::now();
+    let mut model = fit_selected(data, cfg, observer)?;
+    let members = cfg.members(data.unlabeled.nrows());
+    if members > 1 {
+        add_members(&mut model, data, cfg, members, observer)?;
+        model.training.wall_seconds = start.elapsed().as_secs_f64();
+    }
+    Ok(model)
+}
+
+/// [`fit`] of one network: with a score selected on a validation split when configured.
+fn fit_selected(
+    data: TrainData<'_>,
+    cfg: &FitConfig,
+    observer: &mut dyn TrainObserver,
+) -> Result<Model> {
     // Both sides of the split need a row of D_u too.
     let Some(sel) = cfg
         .selection
@@ -313,6 +354,88 @@ pub fn fit(
     model.score.selection = Some(report);
     model.training.wall_seconds = start.elapsed().as_secs_f64();
     Ok(model)
+}
+
+/// Trains members 2..`members` of an ensemble with `model`'s score (chosen once, by the
+/// first member's validation when selected) on the same data, each from its own seed (or,
+/// warm-started, from the parent's member of the same rank), and makes `model` their
+/// ensemble: every member's score statistics over D_u, the threshold and the training
+/// profile of the averaged score.
+fn add_members(
+    model: &mut Model,
+    data: TrainData<'_>,
+    cfg: &FitConfig,
+    members: usize,
+    observer: &mut dyn TrainObserver,
+) -> Result<()> {
+    let variant = model.score.variant;
+    let mut member_cfg = cfg.clone();
+    member_cfg.score.variant = variant;
+    member_cfg.selection = None;
+    let mut others = Vec::with_capacity(members - 1);
+    for k in 1..members {
+        let seed = member_seed(cfg.train.seed, k);
+        member_cfg.train.seed = seed;
+        if let Some(w) = &cfg.warm_start {
+            let parent = w.parent.member(k).ok_or_else(|| {
+                CoreError::Internal(format!("warm start: the parent has no member {k}"))
+            })?;
+            member_cfg.warm_start = Some(WarmStart {
+                parent,
+                ..w.clone()
+            });
+        }
+        let m = fit_once(data, &member_cfg, observer)?;
+        let calibration = m.score.calibration.ok_or_else(|| {
+            CoreError::Internal("a member was trained without its calibration".into())
+        })?;
+        others.push(Member {
+            seed,
+            weights: m.weights,
+            calibration,
+            stats: Vec::new(),
+            kernel: Default::default(),
+        });
+    }
+    let raw_first = model.kernel().score(data.unlabeled, true);
+    let first = variant_stats(&raw_first, &model.score);
+    let mut raw_others = Vec::with_capacity(others.len());
+    for m in &mut others {
+        let raw = model.member_kernel(m).score(data.unlabeled, true);
+        let cfg = ScoreConfig {
+            calibration: Some(m.calibration),
+            selection: None,
+            ..model.score.clone()
+        };
+        m.stats = variant_stats(&raw, &cfg);
+        raw_others.push(raw);
+    }
+    model.ensemble = Some(Ensemble {
+        first,
+        members: others,
+    });
+    // The averaged score's threshold and profile, on D_u like a single model's.
+    let scores = model.variant_score(variant, &raw_first, &raw_others)?;
+    let q = cfg.threshold_quantile.unwrap_or(DEFAULT_THRESHOLD_QUANTILE);
+    model.threshold.value = quantile(&scores, q)
+        .ok_or_else(|| CoreError::Data("every training score is non-finite".into()))?;
+    model.training.profile =
+        TrainingProfile::new(&scores, &raw_first.s_sum, &[data.unlabeled, data.labeled]);
+    Ok(())
+}
+
+/// The median and spread over D_u of every score `raw` (D_u's raw scores) can give.
+fn variant_stats(raw: &RawScores, cfg: &ScoreConfig) -> MemberStats {
+    ScoreVariant::ALL
+        .into_iter()
+        .filter_map(|variant| {
+            let v = raw.variant(variant, cfg)?;
+            Some(VariantStats {
+                variant,
+                stats: RobustStats::of(&v)?,
+            })
+        })
+        .collect()
 }
 
 /// Trains one model on all of `data` with `cfg.score.variant` as the score.
@@ -455,6 +578,7 @@ fn fit_once(
                 None => None,
             },
         },
+        ensemble: None,
         kernel: Default::default(),
     })
 }

@@ -122,7 +122,7 @@ fn selection_chooses_on_held_out_rows_and_keeps_the_full_model() {
     let plain = fit(data, &cfg(4, 5), silent).unwrap();
     let mut with = cfg(4, 5);
     with.selection = Some(Selection::default());
-    assert_eq!(with.trainings(30), 2);
+    assert_eq!(with.trainings(608, 30), 2);
     let chosen = fit(data, &with, silent).unwrap();
     // The same network: selection only decides what `mmnet_score` is.
     assert_eq!(chosen.weights, plain.weights);
@@ -171,7 +171,7 @@ fn selection_chooses_on_held_out_rows_and_keeps_the_full_model() {
         labeled: labeled.slice(ndarray::s![..8, ..]),
         ..data
     };
-    assert_eq!(with.trainings(8), 1);
+    assert_eq!(with.trainings(608, 8), 1);
     let m = fit(few, &with, silent).unwrap();
     assert!(m.score.selection.is_none());
     assert_eq!(m.score.variant, ScoreVariant::Combined);

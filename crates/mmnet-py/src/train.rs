@@ -1,6 +1,7 @@
 //! `mmnet.train` and `mmnet.experiment`: the CLI's `train` and `experiment` over Python data.
 
 use mmnet_arrow::{Dataset, DatasetSpec, TableError};
+use mmnet_core::ensemble::Members;
 use mmnet_core::experiment::ExperimentDoc;
 use mmnet_core::params::MaskStrategy;
 use mmnet_core::protocol::{KnownType, ProtocolConfig};
@@ -27,6 +28,7 @@ pub struct Options {
     mask: String,
     threshold_quantile: f64,
     seed: u64,
+    ensemble: String,
 }
 
 impl Options {
@@ -56,6 +58,7 @@ impl Options {
             })?,
             threshold_quantile: self.threshold_quantile,
             seed: self.seed,
+            ensemble: Members::parse(&self.ensemble).map_err(|e| e.to_string())?,
         })
     }
 }

@@ -76,6 +76,7 @@ def _options(
     mask: str,
     threshold_quantile: float,
     seed: int,
+    ensemble: Union[str, int],
 ) -> dict:
     return dict(
         memory_size=memory_size,
@@ -88,6 +89,7 @@ def _options(
         mask=mask,
         threshold_quantile=threshold_quantile,
         seed=seed,
+        ensemble=str(ensemble),
     )
 
 
@@ -200,14 +202,16 @@ def train(
     scaling: str = "auto",
     mask: str = "soft",
     threshold_quantile: float = 0.99,
+    ensemble: Union[str, int] = "auto",
 ) -> Model:
     """Trains MMNet on ``data``: rows with ``label_column`` = 1 are the few labeled anomalies,
     every other row is unlabeled (mostly normal) traffic. Every other numeric column except
     ``exclude`` is a feature. Options are ``mmnet train``'s flags (``lambda_`` is
     ``--lambda``); ``score="auto"`` chooses the score on a validation split of the training
-    data. The GIL is released while training."""
+    data; ``ensemble`` is ``--ensemble`` (``"auto"``, or 1 to 16 networks averaged). The GIL
+    is released while training."""
     opts = _options(memory_size, epochs, batch_size, learning_rate, score, lambda_, scaling,
-                    mask, threshold_quantile, seed)
+                    mask, threshold_quantile, seed, ensemble)
     return Model(_mmnet.train(_data(data), label_column, list(exclude), opts))
 
 
@@ -231,6 +235,7 @@ def experiment(
     scaling: str = "auto",
     mask: str = "soft",
     threshold_quantile: float = 0.99,
+    ensemble: Union[str, int] = "auto",
 ) -> dict:
     """The paper's protocol on a fully labeled table (``label_column`` = true labels),
     ``runs`` times: the same report as ``mmnet experiment --json`` (per run and summary,
@@ -238,7 +243,7 @@ def experiment(
     known/unknown-type protocol: only those types of ``type_column`` are labeled, and the
     test set holds the other types, reported type by type."""
     opts = _options(memory_size, epochs, batch_size, learning_rate, score, lambda_, scaling,
-                    mask, threshold_quantile, seed)
+                    mask, threshold_quantile, seed, ensemble)
     doc = _mmnet.experiment(
         _data(data), label_column, list(exclude), type_column,
         None if known_types is None else [int(k) for k in known_types],
