@@ -129,13 +129,18 @@ fn open_parquet(
 /// Runs `f`, turning a panic inside a reader into an error naming the file.
 fn guard<T>(path: &Path, what: &str, f: impl FnOnce() -> T) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| p.downcast_ref::<&str>().copied())
-            .unwrap_or("a panic");
+        let msg = panic_message(p.as_ref());
         TableError::malformed(path, format!("malformed file ({what}: {msg})"))
     })
+}
+
+/// The message of a caught panic (`panic!` with a format string or a literal), for errors
+/// that report a dependency's panic on hostile input as what it is.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| p.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic")
 }
 
 fn open_csv(path: &Path, projection: Option<&[String]>, batch_rows: usize) -> Result<TableReader> {

@@ -87,16 +87,8 @@ fn http_request(addr: &str, method: &str, path: &str) -> String {
 
 /// `mmnet produce` in the background (it must ride out the broker's restarts too).
 fn produce_bg(broker: &Broker, topic: &str, rows: usize, rate: usize) -> Child {
-    let data = spambase();
-    Command::new(MMNET)
+    produce_command(&broker.addr, topic)
         .args([
-            "produce",
-            "--data",
-            data.to_str().unwrap(),
-            "--brokers",
-            &broker.addr,
-            "--topic",
-            topic,
             "--repeat",
             "10",
             "--limit",

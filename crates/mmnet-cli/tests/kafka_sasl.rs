@@ -239,27 +239,22 @@ fn sasl_scram_with_good_credentials_scores_and_wrong_ones_exit() {
 
     let pw = d.join("pw");
     std::fs::write(&pw, format!("{password}\n")).unwrap();
-    let data = spambase();
     // `mmnet produce` logs in with SCRAM-SHA-256 from a --secret-file ...
-    let out = mmnet(&[
-        "produce",
-        "--data",
-        data.to_str().unwrap(),
-        "--brokers",
-        &addr,
-        "--topic",
-        "s-in",
-        "--limit",
-        "1000",
-        "--security-protocol",
-        "sasl-plaintext",
-        "--sasl-mechanism",
-        "scram-sha-256",
-        "--sasl-username",
-        "mmnet",
-        "--secret-file",
-        pw.to_str().unwrap(),
-    ]);
+    let out = produce_command(&addr, "s-in")
+        .args([
+            "--limit",
+            "1000",
+            "--security-protocol",
+            "sasl-plaintext",
+            "--sasl-mechanism",
+            "scram-sha-256",
+            "--sasl-username",
+            "mmnet",
+            "--secret-file",
+            pw.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

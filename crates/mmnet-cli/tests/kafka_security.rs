@@ -179,20 +179,16 @@ fn tls_through_a_proxy_scores_and_a_wrong_ca_is_refused_clearly() {
     let ca = pki.ca.to_str().unwrap();
     let tls = ["--security-protocol", "ssl", "--ssl-ca", ca];
 
-    let data = spambase();
-    let mut args = vec![
-        "produce",
-        "--data",
-        data.to_str().unwrap(),
-        "--brokers",
-        &tls_addr,
-        "--topic",
-        "tls-in",
-        "--limit",
-        "2000",
-    ];
-    args.extend_from_slice(&tls);
-    ok(&args);
+    let out = produce_command(&tls_addr, "tls-in")
+        .args(["--limit", "2000"])
+        .args(tls)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut extra = vec![
         "--input-topic",
@@ -354,22 +350,9 @@ fn refused_sasl_login_exits_fast_and_no_secret_is_printed() {
     assert!(!log.contains(file_secret) && !scraped.contains(file_secret));
 
     // 3. `mmnet produce` with the same file: a clear error, not a 5-minute wait.
-    let data = spambase();
     let t = Instant::now();
-    let out = Command::new(MMNET)
-        .args([
-            "produce",
-            "--data",
-            data.to_str().unwrap(),
-            "--brokers",
-            &broker.addr,
-            "--topic",
-            "in",
-            "--limit",
-            "10",
-            "--config",
-            cfg,
-        ])
+    let out = produce_command(&broker.addr, "in")
+        .args(["--limit", "10", "--config", cfg])
         .env("MMNET_TEST_KAFKA_PASSWORD", env_secret)
         .env("MMNET_LOG", "debug")
         .output()

@@ -178,6 +178,48 @@ fn main() -> Res<()> {
         for (name, sx) in synthetic(uv.view(), seed) {
             pj[format!("syn_{name}")] = raw_json(&raw(&probe, sx.view())?);
         }
+        // FOLDS=F: F more probes, each holding out a disjoint F-th of D_l and a disjoint
+        // fifth of D_u (cross-validated selection, studied in session 10).
+        let folds: usize = std::env::var("FOLDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut fold_dumps = Vec::new();
+        if folds > 0 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf01d);
+            let mut lp: Vec<usize> = (0..xl.nrows()).collect();
+            let mut up: Vec<usize> = (0..xu.nrows()).collect();
+            rand::seq::SliceRandom::shuffle(lp.as_mut_slice(), &mut rng);
+            rand::seq::SliceRandom::shuffle(up.as_mut_slice(), &mut rng);
+            let kl = xl.nrows() / folds;
+            let ku = xu.nrows() / 5;
+            for f in 0..folds {
+                let lv: Vec<usize> = lp[f * kl..(f + 1) * kl].to_vec();
+                let uv: Vec<usize> = up[f * ku..(f + 1) * ku].to_vec();
+                let lt: Vec<usize> = lp.iter().copied().filter(|i| !lv.contains(i)).collect();
+                let ut: Vec<usize> = up.iter().copied().filter(|i| !uv.contains(i)).collect();
+                let (ut, lt, uv, lv) = (
+                    take_rows(xu.view(), &ut),
+                    take_rows(xl.view(), &lt),
+                    take_rows(xu.view(), &uv),
+                    take_rows(xl.view(), &lv),
+                );
+                let p = mmnet_core::fit(
+                    TrainData {
+                        features: &features,
+                        unlabeled: ut.view(),
+                        labeled: lt.view(),
+                    },
+                    &cfg,
+                    &mut Silent,
+                )?;
+                fold_dumps.push(serde_json::json!({
+                    "u_train": raw_json(&raw(&p, ut.view())?),
+                    "u_val": raw_json(&raw(&p, uv.view())?),
+                    "l_val": raw_json(&raw(&p, lv.view())?),
+                }));
+            }
+        }
         let t1 = std::time::Instant::now();
         let model = mmnet_core::fit(
             TrainData {
@@ -215,6 +257,7 @@ fn main() -> Res<()> {
         }
         let doc = serde_json::json!({
             "extra": extra,
+            "folds": fold_dumps,
             "run": run, "seed": seed, "probe_seconds": probe_s, "final_seconds": final_s,
             "split": {"unlabeled": s.unlabeled, "labeled": s.labeled, "test": s.test},
             "probe": pj,

@@ -28,31 +28,43 @@ use crate::metrics::Metrics;
 /// clients stop on these too (`SaslAuthenticationException`, `SslAuthenticationException`);
 /// retrying them forever would look like a hang.
 #[derive(Debug, Clone, Default)]
-pub struct Fatal(Arc<Mutex<Option<String>>>);
+pub struct Fatal(Arc<FatalState>);
+
+/// The first fatal error and the waiters for it.
+#[derive(Debug, Default)]
+struct FatalState {
+    error: Mutex<Option<String>>,
+    set: tokio::sync::Notify,
+}
 
 impl Fatal {
     /// Records the first fatal error (later ones are consequences).
     pub fn set(&self, msg: String) {
-        if let Ok(mut f) = self.0.lock()
+        if let Ok(mut f) = self.0.error.lock()
             && f.is_none()
         {
             *f = Some(msg);
+            self.0.set.notify_waiters();
         }
     }
 
     /// The fatal error, if one happened.
     pub fn get(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|f| f.clone())
+        self.0.error.lock().ok().and_then(|f| f.clone())
     }
 
-    /// Resolves with the fatal error once there is one (polled: errors are rare and this
-    /// only races a wait that is itself long).
+    /// Resolves with the fatal error as soon as there is one.
     pub async fn wait(&self) -> String {
         loop {
+            // Registered before the check, so a `set` between the check and the await
+            // still wakes this waiter.
+            let notified = self.0.set.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if let Some(m) = self.get() {
                 return m;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            notified.await;
         }
     }
 
@@ -603,6 +615,21 @@ mod tests {
         early.settle(None);
         assert!(early.wait().await.is_ok());
         assert!(BatchAcks::new(0, "empty".into()).wait().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_fatal_error_wakes_when_it_is_set() {
+        let f = Fatal::default();
+        let waiter = tokio::spawn({
+            let f = f.clone();
+            async move { f.wait().await }
+        });
+        tokio::task::yield_now().await;
+        f.set("first".into());
+        f.set("a consequence".into());
+        assert_eq!(waiter.await.unwrap(), "first");
+        // Set before anyone waits: resolves at once.
+        assert_eq!(f.wait().await, "first");
     }
 
     #[test]

@@ -255,11 +255,7 @@ impl Decoder {
             Ok(d) => d,
             Err(p) => {
                 out.truncate(start);
-                let msg = p
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| p.downcast_ref::<&str>().copied())
-                    .unwrap_or("a panic");
+                let msg = mmnet_arrow::read::panic_message(p.as_ref());
                 dead(
                     DeadReason::InvalidArrow,
                     format!("malformed Arrow IPC stream (the reader failed: {msg})"),

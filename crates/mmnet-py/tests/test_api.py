@@ -32,6 +32,19 @@ def test_train_score_and_metadata(model, splits):
     assert m["weights"]["sha256"] == model.digest
     assert m["score"]["variant"] == model.score_name
     assert "Model(57 features" in repr(model)
+    # ~3,300 unlabeled rows: `ensemble="auto"` trains five networks.
+    assert len(m["ensemble"]["members"]) == 4
+
+
+def test_ensemble_option(splits):
+    train, _, _ = splits
+    one = mmnet.train(train, memory_size=8, epochs=2, seed=0, ensemble=1)
+    assert "ensemble" not in one.manifest
+    two = mmnet.train(train, memory_size=8, epochs=2, seed=0, ensemble="2")
+    assert len(two.manifest["ensemble"]["members"]) == 1
+    for bad in (0, 17, "many"):
+        with pytest.raises(ValueError, match="ensemble"):
+            mmnet.train(train, memory_size=8, epochs=2, ensemble=bad)
 
 
 def test_save_load_round_trip(model, model_dir, splits):

@@ -425,20 +425,29 @@ pub fn spambase() -> PathBuf {
     root().join("data/spambase.parquet")
 }
 
-/// `mmnet produce` of the shipped Spambase rows into `topic` (keys: row numbers).
+/// `mmnet produce` of the shipped Spambase rows into `topic` at `addr` (keys: row numbers),
+/// for a test to add its own flags, environment and way of running.
+pub fn produce_command(addr: &str, topic: &str) -> Command {
+    let mut c = Command::new(MMNET);
+    c.arg("produce")
+        .arg("--data")
+        .arg(spambase())
+        .args(["--brokers", addr, "--topic", topic]);
+    c
+}
+
+/// `mmnet produce` of the shipped Spambase rows into `topic`, which must succeed.
 pub fn produce(broker: &Broker, topic: &str, extra: &[&str]) -> String {
-    let data = spambase();
-    let mut args = vec![
-        "produce",
-        "--data",
-        data.to_str().unwrap(),
-        "--brokers",
-        &broker.addr,
-        "--topic",
-        topic,
-    ];
-    args.extend_from_slice(extra);
-    ok(&args)
+    let out = produce_command(&broker.addr, topic)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mmnet produce {extra:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Raw payloads into partition 0 of `topic`, keyed and with a `trace-id` header each.
