@@ -240,26 +240,18 @@ fn sasl_scram_with_good_credentials_scores_and_wrong_ones_exit() {
     let pw = d.join("pw");
     std::fs::write(&pw, format!("{password}\n")).unwrap();
     // `mmnet produce` logs in with SCRAM-SHA-256 from a --secret-file ...
-    let out = produce_command(&addr, "s-in")
-        .args([
-            "--limit",
-            "1000",
-            "--security-protocol",
-            "sasl-plaintext",
-            "--sasl-mechanism",
-            "scram-sha-256",
-            "--sasl-username",
-            "mmnet",
-            "--secret-file",
-            pw.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(produce_command(&addr, "s-in").args([
+        "--limit",
+        "1000",
+        "--security-protocol",
+        "sasl-plaintext",
+        "--sasl-mechanism",
+        "scram-sha-256",
+        "--sasl-username",
+        "mmnet",
+        "--secret-file",
+        pw.to_str().unwrap(),
+    ]));
     // ... the operator with SCRAM-SHA-512 and the password through ${VAR}.
     let config = d.join("sasl.toml");
     std::fs::write(

@@ -179,15 +179,10 @@ fn tls_through_a_proxy_scores_and_a_wrong_ca_is_refused_clearly() {
     let ca = pki.ca.to_str().unwrap();
     let tls = ["--security-protocol", "ssl", "--ssl-ca", ca];
 
-    let out = produce_command(&tls_addr, "tls-in")
-        .args(["--limit", "2000"])
-        .args(tls)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        produce_command(&tls_addr, "tls-in")
+            .args(["--limit", "2000"])
+            .args(tls),
     );
 
     let mut extra = vec![

@@ -436,18 +436,20 @@ pub fn produce_command(addr: &str, topic: &str) -> Command {
     c
 }
 
-/// `mmnet produce` of the shipped Spambase rows into `topic`, which must succeed.
-pub fn produce(broker: &Broker, topic: &str, extra: &[&str]) -> String {
-    let out = produce_command(&broker.addr, topic)
-        .args(extra)
-        .output()
-        .unwrap();
+/// Runs `cmd`, which must succeed (else the test fails with its stderr); its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "mmnet produce {extra:?} failed:\n{}",
+        "{cmd:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// `mmnet produce` of the shipped Spambase rows into `topic`, which must succeed.
+pub fn produce(broker: &Broker, topic: &str, extra: &[&str]) -> String {
+    run_ok(produce_command(&broker.addr, topic).args(extra))
 }
 
 /// Raw payloads into partition 0 of `topic`, keyed and with a `trace-id` header each.
