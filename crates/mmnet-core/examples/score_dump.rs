@@ -185,13 +185,12 @@ fn main() -> Res<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let mut fold_dumps = Vec::new();
-        if folds > 0 {
+        if let Some(kl) = xl.nrows().checked_div(folds) {
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf01d);
             let mut lp: Vec<usize> = (0..xl.nrows()).collect();
             let mut up: Vec<usize> = (0..xu.nrows()).collect();
             rand::seq::SliceRandom::shuffle(lp.as_mut_slice(), &mut rng);
             rand::seq::SliceRandom::shuffle(up.as_mut_slice(), &mut rng);
-            let kl = xl.nrows() / folds;
             let ku = xu.nrows() / 5;
             for f in 0..folds {
                 let lv: Vec<usize> = lp[f * kl..(f + 1) * kl].to_vec();
