@@ -111,12 +111,8 @@ fn tensors_to_safetensors(members: &[&Weights<f32>]) -> Result<Vec<u8>> {
     let mut named: Vec<(String, &Array2<f32>, Vec<u8>)> = Vec::new();
     for (k, w) in members.iter().enumerate() {
         for (name, t) in TENSOR_NAMES.iter().zip(w.tensors()) {
-            let full = if k == 0 {
-                name.to_string()
-            } else {
-                tensor_name(k, name)
-            };
-            named.push((full, t, t.iter().flat_map(|v| v.to_le_bytes()).collect()));
+            let bytes = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+            named.push((tensor_name(k, name), t, bytes));
         }
     }
     let mut views = Vec::with_capacity(named.len());
@@ -417,13 +413,13 @@ pub fn load(path: &Path) -> Result<Model> {
             ),
         ));
     }
-    let weights = weights_from_safetensors(&wpath, &bytes, m.features.len(), &m.model)?;
+    // Parsed once; every member's tensors are read from it.
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| CoreError::artifact(&wpath, format!("not a valid safetensors file: {e}")))?;
+    let weights = member_weights(&wpath, &st, 0, m.features.len(), &m.model)?;
     let ensemble = match &m.ensemble {
         None => None,
         Some(info) => {
-            let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-                CoreError::artifact(&wpath, format!("not a valid safetensors file: {e}"))
-            })?;
             let mut members = Vec::with_capacity(info.members.len());
             for (i, mi) in info.members.iter().enumerate() {
                 members.push(Member {
@@ -480,11 +476,7 @@ fn member_weights(
     let shapes = tensor_shapes(input_dim, p);
     let mut out: Vec<Array2<f32>> = Vec::with_capacity(5);
     for (plain, [r, c]) in TENSOR_NAMES.iter().zip(shapes) {
-        let name = if k == 0 {
-            plain.to_string()
-        } else {
-            tensor_name(k, plain)
-        };
+        let name = tensor_name(k, plain);
         let t = st
             .tensor(&name)
             .map_err(|_| CoreError::artifact(path, format!("tensor `{name}` is missing")))?;

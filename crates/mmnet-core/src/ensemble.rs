@@ -128,6 +128,19 @@ pub struct Member {
     pub(crate) kernel: KernelCache,
 }
 
+impl Member {
+    /// The score configuration of this member: the model's score and lambda with this
+    /// member's calibration (the selection report stays with the model; not cloned per batch).
+    pub fn score_config(&self, model: &crate::score::ScoreConfig) -> crate::score::ScoreConfig {
+        crate::score::ScoreConfig {
+            variant: model.variant,
+            lambda: model.lambda,
+            calibration: Some(self.calibration),
+            selection: None,
+        }
+    }
+}
+
 /// The members of a model beyond its own weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ensemble {
@@ -172,10 +185,14 @@ pub struct MemberInfo {
     pub stats: MemberStats,
 }
 
-/// The safetensors name of tensor `name` of member `k` (k >= 1; member 0 keeps the plain
-/// names, so a single model's file is what it always was).
+/// The safetensors name of tensor `name` of member `k`: member 0 keeps the plain names, so
+/// a single model's file is what it always was; member k >= 1 is `member{k}.{name}`.
 pub fn tensor_name(k: usize, name: &str) -> String {
-    format!("member{k}.{name}")
+    if k == 0 {
+        name.to_string()
+    } else {
+        format!("member{k}.{name}")
+    }
 }
 
 #[cfg(test)]

@@ -93,11 +93,7 @@ impl Model {
         let fw = forward(&self.weights, scaled.view(), &self.params);
         // The score is the model's (the ensemble's, when it is one); the explanation is of
         // the first member's network (see crate::ensemble).
-        let others = self
-            .members()
-            .iter()
-            .map(|m| self.member_kernel(m).score(x, self.member_needs_mse()))
-            .collect();
+        let others = self.member_raws(|k| k.score(x, self.member_needs_mse()));
         let scored = self.finish(
             RawScores::from_forward(&fw, &self.params),
             others,

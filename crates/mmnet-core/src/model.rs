@@ -129,11 +129,7 @@ impl Model {
     ) -> Result<ScoredBatch> {
         self.check_width(x)?;
         let raw = self.kernel().score(x, self.needs_mse(with_mse));
-        let others = self
-            .members()
-            .iter()
-            .map(|m| self.member_kernel(m).score(x, self.member_needs_mse()))
-            .collect();
+        let others = self.member_raws(|k| k.score(x, self.member_needs_mse()));
         self.finish(raw, others, threshold)
     }
 
@@ -165,14 +161,7 @@ impl Model {
         let raw = self
             .kernel()
             .score_columns(cols, self.needs_mse(with_mse), threads);
-        let others = self
-            .members()
-            .iter()
-            .map(|m| {
-                self.member_kernel(m)
-                    .score_columns(cols, self.member_needs_mse(), threads)
-            })
-            .collect();
+        let others = self.member_raws(|k| k.score_columns(cols, self.member_needs_mse(), threads));
         self.finish(raw, others, threshold)
     }
 
@@ -193,11 +182,24 @@ impl Model {
     }
 
     pub(crate) fn member_kernel<'a>(&self, m: &'a Member) -> &'a Scorer {
-        m.kernel.0.get_or_init(|| {
-            std::sync::Arc::new(
-                Scorer::new(&m.weights, &self.params).with_prescale(self.scaler.prescale()),
-            )
-        })
+        m.kernel.0.get_or_init(|| self.packed(&m.weights))
+    }
+
+    /// The scoring kernel of `weights` for raw rows: this model's architecture, with its
+    /// scaling folded into the read of each row.
+    fn packed(&self, weights: &crate::network::Weights<f32>) -> std::sync::Arc<Scorer> {
+        std::sync::Arc::new(
+            Scorer::new(weights, &self.params).with_prescale(self.scaler.prescale()),
+        )
+    }
+
+    /// The raw scores of the members beyond the first, each from its own kernel through
+    /// `score` (rows or columns; with the decoder when the configured score needs it).
+    pub(crate) fn member_raws(&self, score: impl Fn(&Scorer) -> RawScores) -> Vec<RawScores> {
+        self.members()
+            .iter()
+            .map(|m| score(self.member_kernel(m)))
+            .collect()
     }
 
     /// Member `k` (0 = the model's own weights) as a single model: its weights and
@@ -225,11 +227,7 @@ impl Model {
 
     /// The scoring kernel for raw rows (scaling included), packed on first use.
     pub fn kernel(&self) -> &Scorer {
-        self.kernel.0.get_or_init(|| {
-            std::sync::Arc::new(
-                Scorer::new(&self.weights, &self.params).with_prescale(self.scaler.prescale()),
-            )
-        })
+        self.kernel.0.get_or_init(|| self.packed(&self.weights))
     }
 
     fn check_width(&self, x: ArrayView2<f32>) -> Result<()> {
@@ -300,13 +298,10 @@ impl Model {
             *s = first.z(*s) / n;
         }
         for (m, r) in e.members.iter().zip(others) {
-            let cfg = ScoreConfig {
-                calibration: Some(m.calibration),
-                selection: None,
-                ..self.score.clone()
-            };
             let st = stats_of(&m.stats, variant).ok_or_else(missing)?;
-            let v = r.variant(variant, &cfg).ok_or_else(missing)?;
+            let v = r
+                .variant(variant, &m.score_config(&self.score))
+                .ok_or_else(missing)?;
             for (s, x) in score.iter_mut().zip(v) {
                 *s += st.z(x) / n;
             }
@@ -319,11 +314,7 @@ impl Model {
     pub fn score_all_variants(&self, x: ArrayView2<f32>) -> Result<Vec<(ScoreVariant, Vec<f32>)>> {
         self.check_width(x)?;
         let raw = self.kernel().score(x, true);
-        let others: Vec<RawScores> = self
-            .members()
-            .iter()
-            .map(|m| self.member_kernel(m).score(x, true))
-            .collect();
+        let others = self.member_raws(|k| k.score(x, true));
         Ok(ScoreVariant::ALL
             .into_iter()
             .filter_map(|v| self.variant_score(v, &raw, &others).ok().map(|s| (v, s)))

@@ -402,12 +402,7 @@ fn add_members(
     let mut raw_others = Vec::with_capacity(others.len());
     for m in &mut others {
         let raw = model.member_kernel(m).score(data.unlabeled, true);
-        let cfg = ScoreConfig {
-            calibration: Some(m.calibration),
-            selection: None,
-            ..model.score.clone()
-        };
-        m.stats = variant_stats(&raw, &cfg);
+        m.stats = variant_stats(&raw, &m.score_config(&model.score));
         raw_others.push(raw);
     }
     model.ensemble = Some(Ensemble {
