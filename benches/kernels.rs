@@ -10,7 +10,9 @@
 //! - `peak.json`: the measured FP32 FMA peak on 1 and 2 threads.
 //!
 //! Groups: `score/f{D}_m{M}/{batch}` (the default score: encoder, addressing and decoder),
-//! `score_attention/...` (S_sum and S_KL only: no decoder), `score_reference/...` (the
+//! `score_attention/...` (S_sum and S_KL only: no decoder), `score_bf16/...` (the default
+//! score with bf16 products, NSL-KDD's shape, on the fastest bf16 kernel here; and
+//! `score_bf16_avx512/...` with `vdpbf16ps` where that is not the fastest), `score_reference/...` (the
 //! ndarray forward pass the kernel replaced), `train_step/...` (one Adam step).
 
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use mmnet_core::adam::Adam;
 use mmnet_core::artifact::weights_to_safetensors;
 use mmnet_core::kernel::peak::fma_peak_gflops;
 use mmnet_core::kernel::training::StepScratch;
-use mmnet_core::kernel::{ScoreOut, Scorer};
+use mmnet_core::kernel::{Bf16Kernel, Precision, ScoreOut, Scorer};
 use mmnet_core::network::{Weights, forward};
 use mmnet_core::score::RawScores;
 use mmnet_core::train::train_step;
@@ -115,14 +117,27 @@ fn export(dir: &PathBuf) -> std::io::Result<()> {
 }
 
 fn score(c: &mut Criterion) {
-    for (group, with_mse, shapes) in [
-        ("score", true, &SHAPES[..]),
-        ("score_attention", false, &SHAPES[..1]),
-    ] {
+    // bf16 with the fastest kernel here, and with `vdpbf16ps` when that is a different one.
+    let bf16 = Bf16Kernel::detect();
+    let dot = (bf16 == Bf16Kernel::Amx && Bf16Kernel::AvxDot.available()).then_some((
+        "score_bf16_avx512",
+        true,
+        &SHAPES[..1],
+        Precision::Bf16,
+        Bf16Kernel::AvxDot,
+    ));
+    for (group, with_mse, shapes, precision, kernel) in [
+        ("score", true, &SHAPES[..], Precision::F32, bf16),
+        ("score_attention", false, &SHAPES[..1], Precision::F32, bf16),
+        ("score_bf16", true, &SHAPES[..1], Precision::Bf16, bf16),
+    ]
+    .into_iter()
+    .chain(dot)
+    {
         let mut g = c.benchmark_group(group);
         for &(d, m) in shapes {
             let p = params(m);
-            let scorer = Scorer::new(&weights(d, &p), &p);
+            let scorer = Scorer::new(&weights(d, &p), &p).with_precision_on(precision, kernel);
             let x = rows(*BATCHES.iter().max().unwrap_or(&1), d, 11);
             let n = x.nrows();
             let (mut a, mut l, mut b, mut e) =

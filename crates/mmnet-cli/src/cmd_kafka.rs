@@ -64,6 +64,10 @@ pub struct KafkaArgs {
     /// ([model] shadow_path).
     #[arg(long, value_name = "DIR")]
     pub shadow_model: Option<PathBuf>,
+    /// Arithmetic of the scoring products, f32 or bf16 ([model] precision; default: the
+    /// model's manifest).
+    #[arg(long, value_parser = crate::parse_precision)]
+    pub precision: Option<mmnet_core::kernel::Precision>,
     /// Add an `explain` object (attended memory items, top error features) to every JSON
     /// score record (= `[output] explain = true`).
     #[arg(long)]
@@ -139,6 +143,9 @@ fn config(a: KafkaArgs) -> Result<OperatorConfig> {
     }
     if let Some(v) = a.shadow_model {
         c.model.shadow_path = Some(v);
+    }
+    if let Some(v) = a.precision {
+        c.model.precision = Some(v);
     }
     if let Some(v) = a.metrics_listen {
         c.metrics.listen = v;

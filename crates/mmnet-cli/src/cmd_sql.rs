@@ -8,6 +8,7 @@ use clap::Args;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::SessionContext;
 use mmnet_arrow::sql::{ModelRegistry, register_table};
+use mmnet_core::kernel::Precision;
 
 /// Arguments of `mmnet sql`.
 #[derive(Debug, Args)]
@@ -22,6 +23,10 @@ pub struct SqlArgs {
     /// Write the result to this .parquet or .csv file instead of printing it.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Arithmetic of the scoring products for every model, f32 or bf16 (default: each
+    /// model's manifest).
+    #[arg(long, value_parser = crate::parse_precision)]
+    pub precision: Option<Precision>,
     /// The query. Without it, an interactive prompt opens (end statements with `;`).
     pub query: Option<String>,
 }
@@ -42,16 +47,30 @@ pub struct Session {
     ctx: SessionContext,
     registry: ModelRegistry,
     models: Vec<(String, PathBuf)>,
+    precision: Option<Precision>,
+}
+
+/// Loads the model at `path`, with `precision` when one is given.
+fn load(path: &std::path::Path, precision: Option<Precision>) -> Result<mmnet_core::Model> {
+    let model = mmnet_core::artifact::load(path)?;
+    Ok(match precision {
+        Some(p) => model.with_precision(p),
+        None => model,
+    })
 }
 
 /// Builds a session with every model and table registered.
-pub async fn session(models: &[String], tables: &[String]) -> Result<Session> {
+pub async fn session(
+    models: &[String],
+    tables: &[String],
+    precision: Option<Precision>,
+) -> Result<Session> {
     let ctx = mmnet_arrow::sql::new_session();
     let mut registry = ModelRegistry::default();
     let mut sources = Vec::new();
     for m in models {
         let (name, path) = split_named(m, Some("mmnet"), "--model")?;
-        let model = mmnet_core::artifact::load(&path)?;
+        let model = load(&path, precision)?;
         registry
             .register(&ctx, &name, model)
             .with_context(|| format!("registering model {}", path.display()))?;
@@ -65,6 +84,7 @@ pub async fn session(models: &[String], tables: &[String]) -> Result<Session> {
         ctx,
         registry,
         models: sources,
+        precision,
     })
 }
 
@@ -73,8 +93,7 @@ impl Session {
     /// model that fails to load is reported and the one in use stays.
     fn reload(&mut self) {
         for (name, path) in &self.models {
-            let loaded = mmnet_core::artifact::load(path)
-                .map_err(anyhow::Error::from)
+            let loaded = load(path, self.precision)
                 .and_then(|m| Ok(self.registry.replace(&self.ctx, name, m)?));
             match loaded {
                 Ok(old) => {
@@ -160,7 +179,7 @@ pub fn run(a: SqlArgs) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let mut s = session(&a.models, &a.tables).await?;
+        let mut s = session(&a.models, &a.tables, a.precision).await?;
         match &a.query {
             Some(q) => run_query(&s.ctx, q, a.output.as_ref()).await,
             None => interactive(&mut s).await,

@@ -143,6 +143,10 @@ pub struct TrainArgs {
     /// labeled anomalies. The manifest records the parent's digest, the data and the epochs.
     #[arg(long, value_name = "MODEL")]
     pub init_from: Option<PathBuf>,
+    /// Store the scoring precision in the manifest: bf16 makes every surface score with
+    /// bf16 products unless told otherwise (training and the threshold stay f32).
+    #[arg(long, value_parser = crate::parse_precision, default_value = "f32")]
+    pub precision: mmnet_core::kernel::Precision,
     /// With --init-from: add N anomaly-memory items for a newly labeled kind, started at
     /// encodings of the new labeled rows (the existing items are not moved at the start).
     #[arg(long, value_name = "N", requires = "init_from", default_value_t = 0)]
@@ -205,6 +209,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     )
     .with_context(|| format!("training on {}", a.data.display()))?;
     bar.finish();
+    let model = model.with_precision(a.precision);
     mmnet_core::artifact::save(&model, &a.out)?;
     println!(
         "trained on {} unlabeled + {} labeled rows, {} features, {} epochs in {:.1} s",

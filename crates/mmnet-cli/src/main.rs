@@ -34,6 +34,12 @@ struct Cli {
     command: Command,
 }
 
+/// `--precision`: `f32` or `bf16`.
+fn parse_precision(s: &str) -> Result<mmnet_core::kernel::Precision, String> {
+    mmnet_core::kernel::Precision::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a precision: use f32 or bf16"))
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Train a model on unlabeled rows plus a few labeled anomalies (label = 1).

@@ -1035,3 +1035,96 @@ fn a_hostile_parquet_footer_is_an_error_under_a_memory_limit() {
         );
     }
 }
+
+/// The `mmnet_score` column of a scored CSV.
+fn score_column(path: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == "mmnet_score").unwrap();
+    lines
+        .map(|l| l.split(',').nth(at).unwrap().parse().unwrap())
+        .collect()
+}
+
+/// `--precision bf16` at scoring time, or stored by `train --precision bf16`: scores close
+/// to f32 but not equal to them, the same through `score` and `sql`; a bad value is named.
+#[test]
+fn bf16_precision_from_the_flag_or_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, model) = trained(dir.path(), 300, 3);
+    let run = |model: &Path, extra: &[&str], name: &str| {
+        let out = dir.path().join(name);
+        let mut args = vec!["score", "--model", p(model), "--input", p(&csv)];
+        args.extend(["--output", p(&out), "--quiet"]);
+        args.extend(extra);
+        ok(&args);
+        score_column(&out)
+    };
+    let f32s = run(&model, &[], "f32.csv");
+    let bf16 = run(&model, &["--precision", "bf16"], "bf16.csv");
+    assert_eq!(f32s.len(), 300);
+    assert_ne!(f32s, bf16, "bf16 rounds: not the f32 path");
+    for (a, b) in f32s.iter().zip(&bf16) {
+        assert!((a - b).abs() <= 0.05 * a.abs().max(1.0), "{a} vs {b}");
+    }
+    // Stored in the manifest by `train --precision bf16`: the same scores without a flag,
+    // and `--precision f32` overrides it back to the f32 numbers.
+    let stored = dir.path().join("m16");
+    ok(&[
+        "train",
+        "--data",
+        p(&csv),
+        "--exclude",
+        "id",
+        "--out",
+        p(&stored),
+        "--epochs",
+        "3",
+        "--memory-size",
+        "8",
+        "--quiet",
+        "--precision",
+        "bf16",
+    ]);
+    let manifest = std::fs::read_to_string(stored.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"precision\": \"bf16\""), "{manifest}");
+    assert_eq!(run(&stored, &[], "s16.csv"), bf16);
+    assert_eq!(run(&stored, &["--precision", "f32"], "s32.csv"), f32s);
+    // SQL with the flag gives the same numbers as `score` with it.
+    let sql_out = dir.path().join("sql.csv");
+    let table = format!("t={}", p(&csv));
+    ok(&[
+        "sql",
+        "--model",
+        p(&model),
+        "--table",
+        &table,
+        "--precision",
+        "bf16",
+        "--output",
+        p(&sql_out),
+        "SELECT id, mmnet_score(*) AS mmnet_score FROM t ORDER BY id",
+    ]);
+    let sql = score_column(&sql_out);
+    for (a, b) in sql.iter().zip(&bf16) {
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+            "sql {a} vs score {b}"
+        );
+    }
+    fails(
+        &[
+            "score",
+            "--model",
+            p(&model),
+            "--input",
+            p(&csv),
+            "--output",
+            "/tmp/x.csv",
+            "--precision",
+            "fp8",
+        ],
+        &["`fp8` is not a precision", "f32 or bf16"],
+    );
+}

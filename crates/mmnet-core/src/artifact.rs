@@ -18,6 +18,7 @@ use crate::ensemble::{
     Ensemble, EnsembleInfo, MAX_MEMBERS, Member, MemberInfo, stats_of, tensor_name,
 };
 use crate::error::{CoreError, Result};
+use crate::kernel::Precision;
 use crate::model::{Model, Threshold, TrainingSummary};
 use crate::network::{TENSOR_NAMES, Weights, tensor_shapes};
 use crate::params::ModelParams;
@@ -73,6 +74,14 @@ pub struct Manifest {
     /// weights are in the same file, see [`crate::ensemble::tensor_name`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<EnsembleInfo>,
+    /// The arithmetic of the scoring products (absent = f32). The weights file stays f32
+    /// either way: bf16 is a repacking at load time, so the digest names the same weights.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
+}
+
+fn is_f32(p: &Precision) -> bool {
+    *p == Precision::F32
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
@@ -148,6 +157,7 @@ fn manifest_for(model: &Model, weights: &[u8]) -> Manifest {
             sha256: sha256_hex(weights),
             dtype: "F32".into(),
         },
+        precision: model.precision,
         ensemble: model.ensemble.as_ref().map(|e| EnsembleInfo {
             first: e.first.clone(),
             members: e
@@ -445,6 +455,7 @@ pub fn load(path: &Path) -> Result<Model> {
         threshold: m.threshold,
         training: m.training,
         ensemble,
+        precision: m.precision,
         kernel: Default::default(),
     })
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ensemble::{Ensemble, Member, stats_of};
 use crate::error::{CoreError, Result};
-use crate::kernel::{Scorer, Threads};
+use crate::kernel::{Precision, Scorer, Threads};
 use crate::loss::LossParts;
 use crate::network::Weights;
 use crate::params::{ModelParams, TrainParams};
@@ -84,6 +84,10 @@ pub struct Model {
     /// The other members, when the model is an ensemble over seeds (see
     /// [`crate::ensemble`]); `None` = a single network.
     pub ensemble: Option<Ensemble>,
+    /// The arithmetic of the scoring products: f32 (the default) or bf16, which is faster
+    /// where the CPU has AMX or AVX-512 BF16 and moves scores by about 1e-3 (see
+    /// [`crate::kernel::bf16`]). Change it with [`Model::with_precision`].
+    pub precision: Precision,
     /// The packed scoring kernel, built from the fields above on first use.
     pub(crate) kernel: KernelCache,
 }
@@ -165,6 +169,18 @@ impl Model {
         self.finish(raw, others, threshold)
     }
 
+    /// This model scoring with `precision` (its kernels are packed again on first use).
+    pub fn with_precision(mut self, precision: Precision) -> Model {
+        self.precision = precision;
+        self.kernel = KernelCache::default();
+        if let Some(e) = &mut self.ensemble {
+            for m in &mut e.members {
+                m.kernel = KernelCache::default();
+            }
+        }
+        self
+    }
+
     /// Members beyond the first (empty for a single network).
     pub fn members(&self) -> &[Member] {
         self.ensemble.as_ref().map_or(&[], |e| e.members.as_slice())
@@ -189,7 +205,9 @@ impl Model {
     /// scaling folded into the read of each row.
     fn packed(&self, weights: &crate::network::Weights<f32>) -> std::sync::Arc<Scorer> {
         std::sync::Arc::new(
-            Scorer::new(weights, &self.params).with_prescale(self.scaler.prescale()),
+            Scorer::new(weights, &self.params)
+                .with_prescale(self.scaler.prescale())
+                .with_precision(self.precision),
         )
     }
 

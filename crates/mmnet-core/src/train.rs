@@ -574,6 +574,7 @@ fn fit_once(
             },
         },
         ensemble: None,
+        precision: Default::default(),
         kernel: Default::default(),
     })
 }

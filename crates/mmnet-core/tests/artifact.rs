@@ -99,6 +99,41 @@ fn round_trip_preserves_everything() {
     );
 }
 
+/// A model set to score in bf16 keeps that setting through save and load, names the same
+/// weights (same digest), and scores close to, but not exactly like, its f32 self.
+#[test]
+fn bf16_precision_round_trips_and_scores_close_to_f32() {
+    use mmnet_core::kernel::Precision;
+    let m = small_model();
+    let bf = m.clone().with_precision(Precision::Bf16);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = artifact::save(&bf, dir.path()).unwrap();
+    assert_eq!(manifest.precision, Precision::Bf16);
+    assert_eq!(manifest.weights.sha256, artifact::model_digest(&m).unwrap());
+    let text = fs::read_to_string(dir.path().join(MANIFEST_FILE)).unwrap();
+    assert!(text.contains("\"precision\": \"bf16\""), "{text}");
+    let back = artifact::load(dir.path()).unwrap();
+    assert_eq!(back.precision, Precision::Bf16);
+    assert_eq!(back, bf);
+    let x = Array2::from_shape_fn((40, 5), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 4.0);
+    let (f, b) = (
+        m.score(x.view(), true, None).unwrap(),
+        back.score(x.view(), true, None).unwrap(),
+    );
+    assert_ne!(
+        f.score, b.score,
+        "bf16 rounds: not the f32 path under another name"
+    );
+    for (a, c) in f.score.iter().zip(&b.score) {
+        assert!((a - c).abs() <= 0.05 * a.abs().max(1.0), "{a} vs {c}");
+    }
+    // An f32 model writes no `precision` key: manifests of earlier versions are unchanged.
+    let dir32 = tempfile::tempdir().unwrap();
+    artifact::save(&m, dir32.path()).unwrap();
+    let text = fs::read_to_string(dir32.path().join(MANIFEST_FILE)).unwrap();
+    assert!(!text.contains("precision"));
+}
+
 #[test]
 fn committed_v1_fixture_still_loads_and_scores_the_same() {
     // Regenerate (only when the format version changes, as a new fixture directory):

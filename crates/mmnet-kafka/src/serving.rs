@@ -63,13 +63,21 @@ impl Serving {
     }
 }
 
+/// `model` with the configured `[model] precision`, if one is set.
+fn with_precision(model: mmnet_core::Model, cfg: &OperatorConfig) -> mmnet_core::Model {
+    match cfg.model.precision {
+        Some(p) => model.with_precision(p),
+        None => model,
+    }
+}
+
 /// Loads the model at `path` (and the shadow, if configured) into a scorer with the
 /// operator's settings.
 pub fn load_scorer(cfg: &OperatorConfig, path: &Path) -> Result<Scorer> {
-    let model = mmnet_core::artifact::load(path)?;
+    let model = with_precision(mmnet_core::artifact::load(path)?, cfg);
     let digest = mmnet_core::artifact::model_digest(&model)?;
     let shadow = match &cfg.model.shadow_path {
-        Some(p) => Some(load_shadow(p, &model.features)?),
+        Some(p) => Some(load_shadow(p, &model.features, cfg)?),
         None => None,
     };
     Ok(Scorer {
@@ -95,8 +103,8 @@ pub fn load_scorer(cfg: &OperatorConfig, path: &Path) -> Result<Scorer> {
 
 /// A shadow model reads the rows the served model decodes: every feature it needs must be
 /// one of the served model's.
-fn load_shadow(path: &Path, served: &[String]) -> Result<Shadow> {
-    let model = mmnet_core::artifact::load(path)?;
+fn load_shadow(path: &Path, served: &[String], cfg: &OperatorConfig) -> Result<Shadow> {
+    let model = with_precision(mmnet_core::artifact::load(path)?, cfg);
     let digest = mmnet_core::artifact::model_digest(&model)?;
     let columns =
         feature_positions(&model.features, served).map_err(|f| OperatorError::Config {

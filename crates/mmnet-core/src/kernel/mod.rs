@@ -6,7 +6,10 @@
 //! fused per row ([`attend`]) and scratch reused across calls ([`scorer`]). Tests check it
 //! against the reference forward pass.
 
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 pub mod attend;
+pub mod bf16;
 pub mod packed;
 pub mod peak;
 pub mod scorer;
@@ -19,4 +22,5 @@ pub(crate) fn grow(v: &mut Vec<f32>, len: usize) {
     }
 }
 
+pub use bf16::{Bf16Kernel, Precision};
 pub use scorer::{CHUNK, PARALLEL_FROM, Prescale, ScoreOut, Scorer, Threads};

@@ -87,6 +87,15 @@ impl PackedLinear {
     pub fn out_padded(&self) -> usize {
         self.panels * NR
     }
+
+    /// The matrix `W` (`out x in`) this was packed from: the inverse of [`PackedLinear::pack`]
+    /// (for repacking in another precision without keeping the source around).
+    pub fn unpack(&self) -> ndarray::Array2<f32> {
+        let in_dim = self.in_dim;
+        ndarray::Array2::from_shape_fn((self.out_dim, in_dim), |(o, j)| {
+            self.data[((o / NR) * in_dim + j) * NR + o % NR]
+        })
+    }
 }
 
 /// The six products of a network, packed: encoder, addressing `z M^T`, read-out `w^ M`,
@@ -117,6 +126,18 @@ impl PackedNetwork {
         self.read.pack_into(w.memory.t());
         self.dec1.pack_into(w.dec1.view());
         self.dec2.pack_into(w.dec2.view());
+    }
+
+    /// The six products in the order a row passes through them.
+    pub fn layers(&self) -> [&PackedLinear; 6] {
+        [
+            &self.enc1,
+            &self.enc2,
+            &self.address,
+            &self.read,
+            &self.dec1,
+            &self.dec2,
+        ]
     }
 
     /// Multiply-adds per row of the matrix products: encoder and addressing, plus the
@@ -541,6 +562,7 @@ mod tests {
         let a = Array2::from_shape_fn((37, 21), |(i, j)| (i * 21 + j) as f32);
         let mut p = PackedLinear::pack(a.t());
         assert_eq!(p, PackedLinear::pack(a.t().to_owned().view()));
+        assert_eq!(p.unpack(), a.t());
         p.pack_into(a.view());
         assert_eq!(p, PackedLinear::pack(a.view()));
     }

@@ -14,8 +14,9 @@ use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 use super::attend::{AttendParams, attend_row};
+use super::bf16::{Bf16Kernel, PackedBf16, Precision, matmul_bf16, pack_layer};
 use super::grow;
-use super::packed::{PackedNetwork, matmul};
+use super::packed::{PackedLinear, PackedNetwork, matmul};
 use crate::network::Weights;
 use crate::params::ModelParams;
 use crate::score::RawScores;
@@ -192,8 +193,22 @@ fn copy_column<'c>(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scorer {
     net: PackedNetwork,
+    /// The six products packed for bf16 (in [`PackedNetwork::layers`] order), when the
+    /// scorer runs in [`Precision::Bf16`]; `net` still gives the shapes.
+    bf16: Option<Box<[PackedBf16; 6]>>,
     attend: AttendParams,
     prescale: Option<Prescale>,
+}
+
+/// The products of [`PackedNetwork::layers`], by position.
+#[derive(Debug, Clone, Copy)]
+enum Layer {
+    Enc1 = 0,
+    Enc2,
+    Address,
+    Read,
+    Dec1,
+    Dec2,
 }
 
 /// Scratch for one chunk, grown on demand and reused.
@@ -207,6 +222,8 @@ struct Scratch {
     z_hat: Vec<f32>,
     h3: Vec<f32>,
     x_hat: Vec<f32>,
+    /// Activations rounded to bf16 (bf16 products only).
+    rounded: Vec<f32>,
 }
 
 fn outs<'a>(
@@ -241,6 +258,56 @@ impl Scorer {
                 eps: p.shrink_eps as f32,
             },
             prescale: None,
+            bf16: None,
+        }
+    }
+
+    /// Runs the products in `precision`: [`Precision::Bf16`] repacks every layer for bf16,
+    /// for the fastest kernel this machine has ([`Bf16Kernel::detect`]).
+    pub fn with_precision(self, precision: Precision) -> Self {
+        self.with_precision_on(precision, Bf16Kernel::detect())
+    }
+
+    /// [`Scorer::with_precision`] with the given bf16 kernel (benchmarks compare them).
+    ///
+    /// # Panics
+    /// When `kernel` does not run on this machine ([`Bf16Kernel::available`]).
+    pub fn with_precision_on(mut self, precision: Precision, kernel: Bf16Kernel) -> Self {
+        self.bf16 = match precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(Box::new(
+                self.net
+                    .layers()
+                    .map(|l: &PackedLinear| pack_layer(l, kernel)),
+            )),
+        };
+        self
+    }
+
+    /// The arithmetic of the products.
+    pub fn precision(&self) -> Precision {
+        match self.bf16 {
+            Some(_) => Precision::Bf16,
+            None => Precision::F32,
+        }
+    }
+
+    /// One product of the network on `rows` rows, in this scorer's precision.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &self,
+        layer: Layer,
+        x: &[f32],
+        xs: usize,
+        rows: usize,
+        y: &mut [f32],
+        ys: usize,
+        relu: bool,
+        rounded: &mut Vec<f32>,
+    ) {
+        match &self.bf16 {
+            Some(b) => matmul_bf16(x, xs, rows, &b[layer as usize], y, ys, relu, rounded),
+            None => matmul(x, xs, rows, self.net.layers()[layer as usize], y, ys, relu),
         }
     }
 
@@ -421,9 +488,10 @@ impl Scorer {
                 &s.x[..n * d]
             }
         };
-        matmul(xin, d, n, &self.net.enc1, &mut s.h1, hs, true);
-        matmul(&s.h1, hs, n, &self.net.enc2, &mut s.z, zs, false);
-        matmul(&s.z, zs, n, &self.net.address, &mut s.logits, ms, false);
+        let r = &mut s.rounded;
+        self.product(Layer::Enc1, xin, d, n, &mut s.h1, hs, true, r);
+        self.product(Layer::Enc2, &s.h1, hs, n, &mut s.z, zs, false, r);
+        self.product(Layer::Address, &s.z, zs, n, &mut s.logits, ms, false, r);
         let m = self.net.address.out_dim();
         for (r, ((a, l), b)) in s_sum
             .iter_mut()
@@ -444,9 +512,10 @@ impl Scorer {
         grow(&mut s.z_hat, n * rs);
         grow(&mut s.h3, n * ds);
         grow(&mut s.x_hat, n * xs);
-        matmul(&s.w_hat, ms, n, &self.net.read, &mut s.z_hat, rs, false);
-        matmul(&s.z_hat, rs, n, &self.net.dec1, &mut s.h3, ds, true);
-        matmul(&s.h3, ds, n, &self.net.dec2, &mut s.x_hat, xs, false);
+        let r = &mut s.rounded;
+        self.product(Layer::Read, &s.w_hat, ms, n, &mut s.z_hat, rs, false, r);
+        self.product(Layer::Dec1, &s.z_hat, rs, n, &mut s.h3, ds, true, r);
+        self.product(Layer::Dec2, &s.h3, ds, n, &mut s.x_hat, xs, false, r);
         for (r, out) in mse.iter_mut().enumerate() {
             let row = &xin[r * d..r * d + d];
             let rec = &s.x_hat[r * xs..r * xs + d];
@@ -515,6 +584,55 @@ mod tests {
                 assert!(fast.mse.is_none());
                 assert_eq!((fast.s_sum, fast.s_kl), (got.s_sum, got.s_kl), "{tag}");
             }
+        }
+    }
+
+    /// bf16 products against f32 on the default architecture with trained-like weights:
+    /// close scores, the same order of rows, and the emulated path equal to the native one
+    /// up to accumulation order.
+    #[test]
+    fn bf16_scores_stay_close_to_f32() {
+        let (d, p) = (122, ModelParams::default());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20);
+        let mut w: Weights<f32> = Weights::init(d, &p, &mut rng);
+        w.memory.mapv_inplace(|v| v * 4.0);
+        let x = Array2::from_shape_fn((300, d), |(i, j)| {
+            ((i * 131 + j * 71) % 97) as f32 / 97.0 * if i % 10 == 0 { 3.0 } else { 1.0 }
+        });
+        let f32s = Scorer::new(&w, &p);
+        let want = f32s.score(x.view(), true);
+        let bf = f32s.clone().with_precision(Precision::Bf16);
+        assert_eq!(bf.precision(), Precision::Bf16);
+        let got = bf.score(x.view(), true);
+        let max_diff = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max)
+        };
+        assert!(max_diff(&got.s_sum, &want.s_sum) < 0.02, "s_sum");
+        let (gm, wm) = (got.mse.as_ref().unwrap(), want.mse.as_ref().unwrap());
+        for (g, w) in gm.iter().zip(wm) {
+            assert!((g - w).abs() <= 0.03 * w.abs() + 1e-4, "mse {g} vs {w}");
+        }
+        // bf16 rounds, so the two differ: this is not the f32 path under another name.
+        assert_ne!(got.s_sum, want.s_sum);
+        let emulated = f32s
+            .clone()
+            .with_precision_on(Precision::Bf16, Bf16Kernel::Emulated);
+        let emulated = emulated.score(x.view(), true);
+        for kernel in [Bf16Kernel::Amx, Bf16Kernel::AvxDot] {
+            if !kernel.available() {
+                continue;
+            }
+            let other = f32s.clone().with_precision_on(Precision::Bf16, kernel);
+            let other = other.score(x.view(), true);
+            assert!(
+                max_diff(&emulated.s_sum, &other.s_sum) < 1e-4,
+                "{kernel:?} s_sum"
+            );
+            let mse = (emulated.mse.as_ref().unwrap(), other.mse.as_ref().unwrap());
+            assert!(max_diff(mse.0, mse.1) < 1e-4, "{kernel:?} mse");
         }
     }
 
