@@ -13,7 +13,7 @@ TANSU := .tools/bin/tansu
 
 
 .PHONY: python test-python bench-python loop fuzz soak test-sasl
-.PHONY: all build release test lint fmt demo experiment peers accuracy bench bench-sql bench-kafka tansu clean deps
+.PHONY: all build release test lint fmt demo experiment peers accuracy accuracy-bf16 bench bench-bf16 bench-sql bench-kafka tansu clean deps
 
 all: build
 
@@ -101,6 +101,12 @@ peers: release
 accuracy: experiment peers
 	@python3 benches/accuracy_report.py "$(OUT)/experiment" docs/ACCURACY.md
 
+## accuracy-bf16: every shared dataset (3 runs, 2 on nslkdd and unsw_nb15), each run's test
+## rows scored with f32 and with bf16 products; rewrites the bf16 section of docs/ACCURACY.md.
+accuracy-bf16: release
+	@RUNS=3 UNSW_RUNS=2 NSLKDD_RUNS=2 ONLY="main shuttle" bash pipelines/experiment.sh "$(MMNET_RELEASE)" "$(SHARED)" "$(OUT)/bf16"
+	@python3 benches/accuracy_report.py --precision "$(OUT)/bf16" docs/ACCURACY.md
+
 ## bench: the scoring and training kernels (criterion) next to PyTorch on the same weights,
 ## in one run, then the kernel section of docs/BENCHMARKS.md. Needs the torch venv of
 ## `make peers` (installed on first use, ~6 GB). Only mmnet-core is built (no DataFusion).
@@ -111,6 +117,12 @@ bench:
 	$(CARGO) bench -p mmnet-core --bench kernels
 	$(TORCH_PY) benches/torch_baseline.py $(BENCH_CASES) $(BENCH_CASES)/torch.json
 	python3 benches/bench_report.py target/criterion $(BENCH_CASES) $(BENCH_CASES)/torch.json docs/BENCHMARKS.md
+
+## bench-bf16: f32 against bf16 scoring on the NSL-KDD shape (no PyTorch needed), then the
+## bf16 section of docs/BENCHMARKS.md.
+bench-bf16:
+	$(CARGO) bench -p mmnet-core --bench kernels -- 'score(_bf16|_bf16_avx512)?/f122_m64'
+	python3 benches/bench_report.py --bf16 target/criterion $(BENCH_CASES) docs/BENCHMARKS.md
 
 ## bench-sql: SQL vs kernel rows/s side by side (ROWS=1000000 by default). Scale/RSS: benches/scale_rss.sh.
 bench-sql: release

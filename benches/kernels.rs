@@ -21,7 +21,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use mmnet_core::adam::Adam;
 use mmnet_core::artifact::weights_to_safetensors;
-use mmnet_core::kernel::peak::fma_peak_gflops;
+use mmnet_core::kernel::peak::{bf16_dot_peak_gflops, fma_peak_gflops};
 use mmnet_core::kernel::training::StepScratch;
 use mmnet_core::kernel::{Bf16Kernel, Precision, ScoreOut, Scorer};
 use mmnet_core::network::{Weights, forward};
@@ -110,6 +110,9 @@ fn export(dir: &PathBuf) -> std::io::Result<()> {
         "gflops_1_thread": fma_peak_gflops(1, 20_000_000, 5),
         "gflops_2_threads": fma_peak_gflops(2, 20_000_000, 5),
         "threads_available": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        // vdpbf16ps, where the CPU has it: whether bf16 dot products beat f32 FMAs here.
+        "bf16_dot_gflops_1_thread": bf16_dot_peak_gflops(1, 10_000_000, 5),
+        "bf16_kernel": Bf16Kernel::detect().as_str(),
     });
     std::fs::write(dir.join("peak.json"), serde_json::to_string_pretty(&peak)?)?;
     eprintln!("bench cases and peak written to {}: {peak}", dir.display());

@@ -61,6 +61,10 @@ if want main; then
   # Every attack category labeled (30 labeled attacks drawn from all nine).
   run unsw "$UNSW_RUNS" unsw_nb15_typed.parquet 64 --type-column anomaly_type
 fi
+# shuttle_typed is not in the accuracy tables; the bf16 comparison (make accuracy-bf16) runs it.
+if want shuttle; then
+  run shuttle "$RUNS" shuttle_typed.npz 64 --type-column anomaly_type
+fi
 if want ablation; then
   # Paper Table III on nslkdd: soft mask (the nslkdd run above, first ABLATION_RUNS runs),
   # hard mask, no mask.

@@ -68,6 +68,10 @@ pub struct KafkaArgs {
     /// model's manifest).
     #[arg(long, value_parser = crate::parse_precision)]
     pub precision: Option<mmnet_core::kernel::Precision>,
+    /// Defaults for batching, fetching and producing: throughput (the default) or
+    /// low-latency (profile = ...; whatever the file or -X sets wins over it).
+    #[arg(long, value_enum)]
+    pub profile: Option<ProfileArg>,
     /// Add an `explain` object (attended memory items, top error features) to every JSON
     /// score record (= `[output] explain = true`).
     #[arg(long)]
@@ -100,6 +104,15 @@ pub enum InputFormatArg {
     Arrow,
 }
 
+/// `--profile`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProfileArg {
+    /// Records/s first: batches of up to 1024 messages lingering 20 ms.
+    Throughput,
+    /// Latency first: no lingering, 1 ms fetch waits, producer linger.ms = 0.
+    LowLatency,
+}
+
 /// `--output-format`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum OutputFormatArg {
@@ -110,9 +123,13 @@ pub enum OutputFormatArg {
 }
 
 fn config(a: KafkaArgs) -> Result<OperatorConfig> {
+    let profile = a.profile.map(|p| match p {
+        ProfileArg::Throughput => mmnet_kafka::Profile::Throughput,
+        ProfileArg::LowLatency => mmnet_kafka::Profile::LowLatency,
+    });
     let mut c = match &a.config {
-        Some(p) => OperatorConfig::from_file(p)?,
-        None => OperatorConfig::default(),
+        Some(p) => OperatorConfig::from_file_with_profile(p, profile)?,
+        None => OperatorConfig::from_toml_with_profile("", profile)?,
     };
     if let Some(v) = a.model {
         c.model.path = Some(v);

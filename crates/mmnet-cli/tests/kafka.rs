@@ -378,6 +378,45 @@ fn without_a_dead_letter_topic_a_bad_record_stops_the_operator_uncommitted() {
     assert_eq!(broker.committed("g", "telemetry", 1)[&0], 1);
 }
 
+/// `--profile low-latency`: every record scored once, and each one's latency (receipt to
+/// acknowledgement of its score record) in `mmnet_record_latency_seconds`.
+#[test]
+fn low_latency_profile_scores_everything_and_times_every_record() {
+    let dir = workdir();
+    let broker = Broker::start(dir.path());
+    broker.create_topic("telemetry", 2);
+    broker.create_topic("scores", 2);
+    produce(&broker, "telemetry", &["--limit", "3000"]);
+    let expected = broker.offsets("telemetry", 3000);
+    let mut args = group_args("telemetry", "scores", "ll");
+    args.extend_from_slice(&["--profile", "low-latency"]);
+    let op = Operator::start(&broker, dir.path(), "op", &args);
+    let scores = read_until(&broker.addr, "scores", Duration::from_secs(90), |r| {
+        r.len() >= 3000
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while op.metric("mmnet_record_latency_seconds_count") < 3000.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "latency not counted:\n{}",
+            op.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(op.metric("mmnet_record_latency_seconds_count"), 3000.0);
+    let sum = op.metric("mmnet_record_latency_seconds_sum");
+    assert!(sum > 0.0 && sum < 3000.0 * 60.0, "{sum}");
+    // Every bucket count is at most the total (cumulative), and the +Inf bucket is all.
+    assert_eq!(
+        op.metric("mmnet_record_latency_seconds_bucket{le=\"+Inf\"}"),
+        3000.0
+    );
+    let log = op.log();
+    assert!(op.terminate(), "operator failed:\n{log}");
+    assert_eq!(scores.len(), 3000, "a clean run scores every record once");
+    assert_all_scored(&expected, &scores);
+}
+
 #[test]
 fn exactly_once_commits_scores_and_offsets_together() {
     let dir = workdir();

@@ -49,6 +49,22 @@ pub struct RunResult {
     /// anomalies alone, because an average over types hides the type that is missed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_type: Vec<TypeMetrics>,
+    /// The default score with the other scoring precision than the model's (bf16 for an
+    /// f32 model), on the same test rows: what switching precision costs in ranking.
+    /// Absent in reports from before bf16 scoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_precision: Option<PrecisionMetrics>,
+}
+
+/// The default score's metrics at one scoring precision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrecisionMetrics {
+    /// `f32` or `bf16`.
+    pub precision: crate::kernel::Precision,
+    /// AUC-ROC.
+    pub auc_roc: f64,
+    /// Average precision.
+    pub auc_pr: f64,
 }
 
 fn one() -> usize {
@@ -246,6 +262,7 @@ pub fn run_experiment(
             Some(t) => per_type_metrics(&scores, &yt, &take_types(t, &s.test), chosen)?,
             None => Vec::new(),
         };
+        let other_precision = other_precision(&model, xt.view(), &yt)?;
         let r = RunResult {
             run,
             seed,
@@ -256,6 +273,7 @@ pub fn run_experiment(
             metrics,
             selection: model.score.selection.clone(),
             per_type,
+            other_precision: Some(other_precision),
         };
         on_run(&r);
         results.push(r);
@@ -287,6 +305,36 @@ pub fn run_experiment(
         summary,
         per_type,
     })
+}
+
+/// The default score of `model` on `x` at the precision it does not use, against `labels`.
+fn other_precision(
+    model: &crate::Model,
+    x: ArrayView2<f32>,
+    labels: &[bool],
+) -> Result<PrecisionMetrics> {
+    use crate::kernel::Precision;
+    let precision = match model.precision {
+        Precision::F32 => Precision::Bf16,
+        Precision::Bf16 => Precision::F32,
+    };
+    let scored = model
+        .clone()
+        .with_precision(precision)
+        .score(x, false, None)?;
+    match (
+        auc_roc(&scored.score, labels),
+        average_precision(&scored.score, labels),
+    ) {
+        (Some(auc_roc), Some(auc_pr)) => Ok(PrecisionMetrics {
+            precision,
+            auc_roc,
+            auc_pr,
+        }),
+        _ => Err(CoreError::Data(
+            "evaluation needs both normal and anomalous rows in the labels".into(),
+        )),
+    }
 }
 
 /// Mean and std over runs of every variant (and `default`) found in `runs`.

@@ -27,6 +27,8 @@ pub struct RawBatch {
     pub started: Instant,
     /// The messages, in consumption order.
     pub messages: Vec<OwnedMessage>,
+    /// When each message reached the operator (for `mmnet_record_latency_seconds`).
+    pub received: Vec<Instant>,
     /// Payload bytes so far.
     pub bytes: usize,
 }
@@ -37,14 +39,21 @@ impl RawBatch {
         Self {
             started: Instant::now(),
             messages: Vec::new(),
+            received: Vec::new(),
             bytes: 0,
         }
     }
 
-    /// Adds a message.
+    /// Adds a message received now.
     pub fn push(&mut self, m: OwnedMessage) {
+        self.push_received(m, Instant::now());
+    }
+
+    /// Adds a message received at `at`.
+    pub fn push_received(&mut self, m: OwnedMessage, at: Instant) {
         self.bytes += m.payload().map_or(0, <[u8]>::len);
         self.messages.push(m);
+        self.received.push(at);
     }
 }
 
@@ -84,6 +93,9 @@ pub struct Output {
     pub scores: usize,
     /// Anomalies among them.
     pub anomalies: usize,
+    /// When the input message reached the operator (its latency is measured from here to
+    /// this record's acknowledgement).
+    pub received: Instant,
 }
 
 impl Output {
@@ -109,6 +121,7 @@ impl Output {
                     offset: self.offset,
                     scores: 0,
                     anomalies: 0,
+                    received: self.received,
                 })
             }
             Destination::DeadLetters(_) => None,
@@ -143,6 +156,7 @@ impl Output {
             offset: self.offset,
             scores: 0,
             anomalies: 0,
+            received: self.received,
         }
     }
 }
@@ -317,10 +331,11 @@ impl Scorer {
                                 _ => None,
                             },
                         };
-                        self.encode_scores(m, dec.arrow, timestamp, &model, s, &mut outputs)?;
+                        let at = raw.received[i];
+                        self.encode_scores(m, at, dec.arrow, timestamp, &model, s, &mut outputs)?;
                     }
                     if let Some(dead) = &dec.dead {
-                        outputs.push(self.dead_letter(m, dead, timestamp));
+                        outputs.push(self.dead_letter(m, raw.received[i], dead, timestamp));
                     }
                 }
                 Ok(outputs)
@@ -401,9 +416,11 @@ impl Scorer {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn encode_scores(
         &self,
         m: &OwnedMessage,
+        received: Instant,
         arrow_rows: bool,
         timestamp: Option<i64>,
         model: &ModelRef<'_>,
@@ -427,6 +444,7 @@ impl Scorer {
             offset: m.offset(),
             scores,
             anomalies,
+            received,
         };
         match self.format {
             OutputFormat::Arrow => {
@@ -468,6 +486,7 @@ impl Scorer {
     fn dead_letter(
         &self,
         m: &OwnedMessage,
+        received: Instant,
         dead: &crate::decode::Dead,
         timestamp: Option<i64>,
     ) -> Output {
@@ -513,6 +532,7 @@ impl Scorer {
             offset: m.offset(),
             scores: 0,
             anomalies: 0,
+            received,
         }
     }
 }

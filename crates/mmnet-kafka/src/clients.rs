@@ -329,6 +329,9 @@ pub fn consumer_config(cfg: &OperatorConfig, security: &[(String, String)]) -> C
     // the lag gauges: every second, metrics endpoint or not. Parsing one small JSON
     // document a second is noise next to scoring.
     c.set("statistics.interval.ms", "1000");
+    for &(k, v) in cfg.profile.consumer_properties() {
+        c.set(k, v);
+    }
     apply_pairs(&mut c, security);
     apply(&mut c, cfg.librdkafka.iter().chain(cfg.consumer.iter()));
     c
@@ -353,6 +356,9 @@ pub fn producer_config(
     }
     // Readiness, as for the consumer.
     c.set("statistics.interval.ms", "1000");
+    for &(k, v) in cfg.profile.producer_properties() {
+        c.set(k, v);
+    }
     apply_pairs(&mut c, security);
     apply(&mut c, cfg.librdkafka.iter().chain(cfg.producer.iter()));
     c
@@ -383,6 +389,8 @@ pub struct BatchAcks {
     done: tokio::sync::Notify,
     /// Which batch, for error messages.
     what: String,
+    /// Where each acknowledged record's latency goes (from its message's receipt).
+    latency: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 /// One record the broker did not acknowledge.
@@ -402,24 +410,37 @@ pub struct Failure {
 pub struct Ack {
     acks: Arc<BatchAcks>,
     index: usize,
+    received: std::time::Instant,
 }
 
 impl BatchAcks {
     /// A batch of `records` records, described by `what` in errors.
     pub fn new(records: usize, what: String) -> Arc<Self> {
+        Self::with_latency(records, what, None)
+    }
+
+    /// [`BatchAcks::new`], observing each acknowledged record's latency in `latency`.
+    pub fn with_latency(
+        records: usize,
+        what: String,
+        latency: Option<prometheus_client::metrics::histogram::Histogram>,
+    ) -> Arc<Self> {
         Arc::new(BatchAcks {
             pending: AtomicUsize::new(records),
             failures: Mutex::new(Vec::new()),
             done: tokio::sync::Notify::new(),
             what,
+            latency,
         })
     }
 
-    /// The delivery opaque of the batch's record `index`.
-    pub fn ack(self: &Arc<Self>, index: usize) -> Box<Ack> {
+    /// The delivery opaque of the batch's record `index`, whose message arrived at
+    /// `received`.
+    pub fn ack(self: &Arc<Self>, index: usize, received: std::time::Instant) -> Box<Ack> {
         Box::new(Ack {
             acks: Arc::clone(self),
             index,
+            received,
         })
     }
 
@@ -511,6 +532,11 @@ impl ProducerContext for AckContext {
             ),
             error: e.clone(),
         });
+        if failed.is_none()
+            && let Some(h) = &ack.acks.latency
+        {
+            h.observe(ack.received.elapsed().as_secs_f64());
+        }
         ack.acks.settle(failed);
     }
 }

@@ -17,6 +17,10 @@ use crate::security::{SecuritySection, expand_env, refuse_secret_on_command_line
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct OperatorConfig {
+    /// Settings tuned as a whole: `throughput` (the default) or `low-latency`. A profile
+    /// only supplies defaults: anything set in the file, on the command line or as a
+    /// librdkafka property wins over it (see [`Profile`]).
+    pub profile: Profile,
     /// The model to score with.
     pub model: ModelSection,
     /// Brokers, topics and group.
@@ -42,6 +46,63 @@ pub struct OperatorConfig {
     pub consumer: BTreeMap<String, String>,
     /// librdkafka properties for the producer only.
     pub producer: BTreeMap<String, String>,
+}
+
+/// A set of defaults for batching, fetching and producing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// Batches of up to 1024 messages lingering 20 ms, librdkafka's fetch defaults, producer
+    /// `linger.ms = 5`: records/s first.
+    #[default]
+    Throughput,
+    /// A batch is what has arrived (no lingering), up to 256 messages, 16 in flight; the
+    /// broker answers a fetch after at most 1 ms without data; the producer sends at once.
+    /// Costs CPU on the operator and the broker when traffic is light (more, smaller
+    /// requests) and records/s when heavy (smaller batches).
+    LowLatency,
+}
+
+impl Profile {
+    /// Its name in TOML and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Throughput => "throughput",
+            Profile::LowLatency => "low-latency",
+        }
+    }
+
+    /// `[batch]` keys this profile sets where the file does not.
+    fn batch_defaults(self) -> &'static [(&'static str, i64)] {
+        match self {
+            Profile::Throughput => &[],
+            Profile::LowLatency => &[
+                ("linger_ms", 0),
+                ("max_messages", 256),
+                ("max_in_flight", 16),
+            ],
+        }
+    }
+
+    /// librdkafka consumer properties this profile sets, below `[security]`, `[librdkafka]`
+    /// and `[consumer]` (each of which wins over it).
+    pub fn consumer_properties(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Throughput => &[],
+            // The broker holds a fetch until fetch.min.bytes (1) or this: the default 500 ms
+            // is harmless on a broker that answers as soon as data arrives, and is the
+            // latency on one that does not.
+            Profile::LowLatency => &[("fetch.wait.max.ms", "1")],
+        }
+    }
+
+    /// librdkafka producer properties this profile sets, below the user's.
+    pub fn producer_properties(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Throughput => &[],
+            Profile::LowLatency => &[("linger.ms", "0")],
+        }
+    }
 }
 
 /// `[model]`
@@ -293,11 +354,17 @@ impl Default for MetricsSection {
 impl OperatorConfig {
     /// Reads a TOML file; unknown keys are errors (a typo must not be ignored silently).
     pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_with_profile(path, None)
+    }
+
+    /// [`OperatorConfig::from_file`] with a profile from the command line (see
+    /// [`OperatorConfig::from_toml_with_profile`]).
+    pub fn from_file_with_profile(path: &Path, profile: Option<Profile>) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| OperatorError::Config {
             what: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        Self::from_toml(&text).map_err(|e| match e {
+        Self::from_toml_with_profile(&text, profile).map_err(|e| match e {
             OperatorError::Config { what, reason } => OperatorError::Config {
                 what: if what == "<config>" {
                     path.display().to_string()
@@ -313,12 +380,37 @@ impl OperatorConfig {
     /// Parses TOML text; `${VAR}` in any string value is replaced by the environment
     /// variable VAR (see [`expand_env`]).
     pub fn from_toml(text: &str) -> Result<Self> {
+        Self::from_toml_with_profile(text, None)
+    }
+
+    /// [`OperatorConfig::from_toml`] with `profile` (from the command line) in place of
+    /// the file's `profile`; the profile's `[batch]` defaults fill the keys the file leaves
+    /// out.
+    pub fn from_toml_with_profile(text: &str, profile: Option<Profile>) -> Result<Self> {
         let config_error = |e: &dyn std::fmt::Display| OperatorError::Config {
             what: "<config>".into(),
             reason: e.to_string(),
         };
         let mut doc: toml::Table = toml::from_str(text).map_err(|e| config_error(&e))?;
         expand_env(&mut doc)?;
+        if let Some(p) = profile {
+            doc.insert("profile".into(), p.as_str().into());
+        }
+        let chosen = [Profile::Throughput, Profile::LowLatency]
+            .into_iter()
+            .find(|p| doc.get("profile").and_then(toml::Value::as_str) == Some(p.as_str()));
+        if let Some(p) = chosen
+            && !p.batch_defaults().is_empty()
+        {
+            let batch = doc
+                .entry("batch")
+                .or_insert_with(|| toml::Table::new().into());
+            if let Some(t) = batch.as_table_mut() {
+                for &(k, v) in p.batch_defaults() {
+                    t.entry(k).or_insert(v.into());
+                }
+            }
+        }
         doc.try_into().map_err(|e| config_error(&e))
     }
 
@@ -413,6 +505,12 @@ impl OperatorConfig {
 
 const TEMPLATE: &str = r#"# mmnet kafka: pipeline configuration. Every field shows its default; a file only needs
 # what differs. Command-line flags override the file.
+
+# "throughput" or "low-latency" (--profile): defaults for [batch] and for librdkafka.
+# low-latency: [batch] linger_ms = 0, max_messages = 256, max_in_flight = 16; consumer
+# fetch.wait.max.ms = 1; producer linger.ms = 0. Anything set below, in [librdkafka],
+# [consumer], [producer] or on the command line wins over the profile.
+profile = "throughput"
 
 [model]
 # Model directory written by `mmnet train` (required; --model).
@@ -571,6 +669,62 @@ mod tests {
             }
         }
         assert!(n >= 2, "expected example pipelines in {}", dir.display());
+    }
+
+    /// The low-latency profile fills the `[batch]` keys a file leaves out and sits below
+    /// every librdkafka property the user sets; the command line's profile replaces the
+    /// file's; an unknown profile is an error naming it.
+    #[test]
+    fn profiles_supply_defaults_that_everything_else_overrides() {
+        let c = OperatorConfig::from_toml("profile = \"low-latency\"\n").unwrap();
+        assert_eq!(c.profile, Profile::LowLatency);
+        assert_eq!(
+            (
+                c.batch.linger_ms,
+                c.batch.max_messages,
+                c.batch.max_in_flight
+            ),
+            (0, 256, 16)
+        );
+        assert_eq!(c.batch.max_bytes, BatchSection::default().max_bytes);
+        let consumer = crate::clients::consumer_config(&c, &[]);
+        assert_eq!(consumer.get("fetch.wait.max.ms"), Some("1"));
+        let producer = crate::clients::producer_config(&c, &[], None);
+        assert_eq!(producer.get("linger.ms"), Some("0"));
+
+        let text = "profile = \"low-latency\"\n[batch]\nlinger_ms = 3\n\
+                    [consumer]\n\"fetch.wait.max.ms\" = \"7\"\n";
+        let c = OperatorConfig::from_toml(text).unwrap();
+        assert_eq!((c.batch.linger_ms, c.batch.max_messages), (3, 256));
+        assert_eq!(
+            crate::clients::consumer_config(&c, &[]).get("fetch.wait.max.ms"),
+            Some("7")
+        );
+        let mut c = c;
+        c.set_librdkafka("linger.ms=2").unwrap();
+        assert_eq!(
+            crate::clients::producer_config(&c, &[], None).get("linger.ms"),
+            Some("2")
+        );
+
+        // --profile on the command line over the file's, with or without a file.
+        let c = OperatorConfig::from_toml_with_profile(
+            "profile = \"low-latency\"\n",
+            Some(Profile::Throughput),
+        )
+        .unwrap();
+        assert_eq!(c.batch, BatchSection::default());
+        let c = OperatorConfig::from_toml_with_profile("", Some(Profile::LowLatency)).unwrap();
+        assert_eq!(c.batch.linger_ms, 0);
+        // The default stays throughput, with the batch defaults and librdkafka's own fetch wait.
+        let d = OperatorConfig::default();
+        assert_eq!(d.profile, Profile::Throughput);
+        assert_eq!(
+            crate::clients::consumer_config(&d, &[]).get("fetch.wait.max.ms"),
+            None
+        );
+        let e = OperatorConfig::from_toml("profile = \"fast\"\n").unwrap_err();
+        assert!(e.to_string().contains("fast"), "{e}");
     }
 
     #[test]

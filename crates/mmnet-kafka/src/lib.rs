@@ -20,7 +20,7 @@ pub mod record;
 pub mod security;
 pub mod serving;
 
-pub use config::OperatorConfig;
+pub use config::{OperatorConfig, Profile};
 pub use error::{OperatorError, Result};
 pub use metrics::{Metrics, MetricsServer};
 pub use operator::{RunSummary, run};

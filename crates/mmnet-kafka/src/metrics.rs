@@ -73,6 +73,9 @@ pub struct Metrics {
     /// Seconds from a batch's first message to its offsets being stored (end-to-end latency
     /// inside the operator).
     pub batch_latency_seconds: Histogram,
+    /// Seconds from a message's receipt by the operator to the broker's acknowledgement of
+    /// its score record (or dead letter), per record.
+    pub record_latency_seconds: Histogram,
     /// Consumer lag per input partition (from librdkafka statistics).
     pub consumer_lag: Family<PartitionLabel, Gauge>,
     /// Partitions currently assigned.
@@ -120,6 +123,12 @@ impl Metrics {
             batch_rows: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             scoring_seconds: Histogram::new(exponential_buckets(1e-5, 2.0, 22)),
             batch_latency_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 20)),
+            // 100 us to ~18 s in steps of sqrt(2): fine enough to tell 1 ms from 2 ms.
+            record_latency_seconds: Histogram::new(exponential_buckets(
+                1e-4,
+                std::f64::consts::SQRT_2,
+                36,
+            )),
             consumer_lag: Family::default(),
             assigned_partitions: Gauge::default(),
             in_flight_batches: Gauge::default(),
@@ -176,6 +185,11 @@ impl Metrics {
             "batch_latency_seconds",
             "Seconds from a batch's first message to its offsets being stored",
             m.batch_latency_seconds.clone(),
+        );
+        r.register(
+            "record_latency_seconds",
+            "Seconds from a message's receipt by the operator to the acknowledgement of its score record",
+            m.record_latency_seconds.clone(),
         );
         r.register(
             "consumer_lag",

@@ -334,10 +334,11 @@ async fn next_message(
                 None => std::future::pending().await,
             }
         };
+        // A message already here is taken before an expired deadline ends the batch, so
+        // `linger_ms = 0` means "what has arrived", not "one message".
         tokio::select! {
             biased;
             _ = stop.changed() => return None,
-            () = sleep => return Some(None),
             m = consumer.recv() => match m {
                 Ok(m) => return Some(Some(m.detach())),
                 Err(e) => {
@@ -345,7 +346,8 @@ async fn next_message(
                     warn!(error = %e, "consume error; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-            }
+            },
+            () = sleep => return Some(None),
         }
     }
 }
@@ -472,8 +474,8 @@ fn record<'a>(
     acks: &Arc<BatchAcks>,
     index: usize,
 ) -> BaseRecord<'a, [u8], [u8], Box<Ack>> {
-    let mut r =
-        BaseRecord::with_opaque_to(topic(cfg, o), acks.ack(index)).payload(o.payload.as_slice());
+    let mut r = BaseRecord::with_opaque_to(topic(cfg, o), acks.ack(index, o.received))
+        .payload(o.payload.as_slice());
     if let Some(k) = &o.key {
         r = r.key(k.as_slice());
     }
@@ -630,7 +632,11 @@ async fn at_least_once(
             while let Some(raw) = raw_rx.recv().await {
                 let mut prepared = prepare(&scorer, raw, &metrics).await.map_err(fail)?;
                 let poison = prepared.poison.take();
-                let acks = BatchAcks::new(prepared.outputs.len(), batch_what(&cfg, &prepared));
+                let acks = BatchAcks::with_latency(
+                    prepared.outputs.len(),
+                    batch_what(&cfg, &prepared),
+                    Some(metrics.record_latency_seconds.clone()),
+                );
                 for i in 0..prepared.outputs.len() {
                     enqueue(&producer, &cfg, &prepared.outputs, i, &acks).await;
                 }
@@ -747,8 +753,9 @@ async fn exactly_once(
                     .map_err(OperatorError::kafka("building the offset list"))?;
             }
             let (c, p) = (Arc::clone(cfg), producer.clone());
+            let latency = metrics.record_latency_seconds.clone();
             let prepared = tokio::task::spawn_blocking(move || {
-                transact(&c, &p, &prepared, &offsets, &group, timeout).map(|()| prepared)
+                transact(&c, &p, &prepared, &offsets, &group, timeout, latency).map(|()| prepared)
             })
             .await
             .map_err(|e| OperatorError::Internal(format!("transaction task: {e}")))??;
@@ -765,7 +772,8 @@ async fn exactly_once(
 }
 
 /// One batch in one transaction. On failure the transaction is aborted and the operator
-/// stops; on restart it resumes from the last committed transaction's offsets.
+/// stops; on restart it resumes from the last committed transaction's offsets. `latency`
+/// observes each record at its delivery inside the transaction (before the commit).
 fn transact(
     cfg: &OperatorConfig,
     producer: &Producer_,
@@ -773,12 +781,17 @@ fn transact(
     offsets: &TopicPartitionList,
     group: &rdkafka::consumer::ConsumerGroupMetadata,
     timeout: Duration,
+    latency: prometheus_client::metrics::histogram::Histogram,
 ) -> Result<()> {
     let attempt = || -> std::result::Result<(), KafkaError> {
         producer.begin_transaction()?;
         // Deliveries are counted but not awaited here: committing the transaction fails if
         // any record of it was not delivered.
-        let acks = BatchAcks::new(prepared.outputs.len(), batch_what(cfg, prepared));
+        let acks = BatchAcks::with_latency(
+            prepared.outputs.len(),
+            batch_what(cfg, prepared),
+            Some(latency.clone()),
+        );
         for (i, o) in prepared.outputs.iter().enumerate() {
             let mut r = record(cfg, o, &acks, i);
             loop {

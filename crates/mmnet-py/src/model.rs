@@ -39,10 +39,29 @@ impl Model {
 #[pymethods]
 impl Model {
     /// Loads a model directory (or its manifest.json), checking format and weights digest.
+    /// `precision` ("f32" or "bf16") overrides the scoring precision stored in the manifest.
     #[staticmethod]
-    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
+    #[pyo3(signature = (path, precision = None))]
+    fn load(py: Python<'_>, path: PathBuf, precision: Option<&str>) -> PyResult<Model> {
+        let precision = match precision {
+            None => None,
+            Some(p) => Some(mmnet_core::kernel::Precision::parse(p).ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "precision `{p}` is not one of f32, bf16"
+                ))
+            })?),
+        };
         let model = py.detach(|| artifact::load(&path)).map_err(to_py)?;
-        Model::new(model)
+        Model::new(match precision {
+            Some(p) => model.with_precision(p),
+            None => model,
+        })
+    }
+
+    /// Arithmetic of the scoring products: "f32" or "bf16".
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.inner.precision.as_str()
     }
 
     /// Writes the model to directory `path` (created if needed).

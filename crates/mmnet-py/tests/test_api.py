@@ -59,6 +59,20 @@ def test_save_load_round_trip(model, model_dir, splits):
     assert mmnet.Model.load(model_dir / "manifest.json").digest == model.digest
 
 
+def test_bf16_precision_on_load(model_dir, splits):
+    _, test, _ = splits
+    f32 = mmnet.Model.load(model_dir)
+    bf16 = mmnet.Model.load(model_dir, precision="bf16")
+    assert (f32.precision, bf16.precision) == ("f32", "bf16")
+    assert bf16.digest == f32.digest
+    a = f32.score(test).column("mmnet_score").to_numpy()
+    b = bf16.score(test).column("mmnet_score").to_numpy()
+    assert not np.array_equal(a, b)
+    assert np.allclose(a, b, rtol=0.05, atol=0.05)
+    with pytest.raises(ValueError, match="precision `fp8`"):
+        mmnet.Model.load(model_dir, precision="fp8")
+
+
 def test_every_input_kind_scores_the_same(model, splits):
     _, test, d = splits
     want = model.score(test).column("mmnet_score")

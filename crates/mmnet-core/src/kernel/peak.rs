@@ -17,12 +17,38 @@ pub fn fma_run(iters: usize) -> (f64, f64) {
 
 /// Peak GFLOP/s on `threads` threads running [`fma_run`] at once (best of `repeats`).
 pub fn fma_peak_gflops(threads: usize, iters: usize, repeats: usize) -> f64 {
+    peak_gflops(fma_dispatch, threads, iters, repeats)
+}
+
+/// Peak GFLOP/s of `vdpbf16ps` (2 FLOPs per bf16 multiply-add) on `threads` threads, best
+/// of `repeats`; `None` without AVX-512 BF16. Next to [`fma_peak_gflops`] it says whether
+/// bf16 dot products are faster than f32 FMAs on this CPU at all (on the Xeon measured
+/// here they run at half the FLOP rate, which is why bf16 scoring uses AMX tiles there).
+pub fn bf16_dot_peak_gflops(threads: usize, iters: usize, repeats: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::bf16::Bf16Kernel::AvxDot.available() {
+            // SAFETY (in the closure): the CPU supports AVX-512F and AVX-512 BF16.
+            let run = |n| unsafe { dot_avx512bf16(n) };
+            return Some(peak_gflops(run, threads, iters, repeats));
+        }
+    }
+    let _ = (threads, iters, repeats);
+    None
+}
+
+fn peak_gflops(
+    run: impl Fn(usize) -> (f64, f32) + Copy + Send,
+    threads: usize,
+    iters: usize,
+    repeats: usize,
+) -> f64 {
     (0..repeats.max(1))
         .map(|_| {
             let t = Instant::now();
             let flops: f64 = std::thread::scope(|s| {
                 let hs: Vec<_> = (0..threads.max(1))
-                    .map(|_| s.spawn(move || fma_dispatch(iters).0))
+                    .map(|_| s.spawn(move || run(iters).0))
                     .collect();
                 hs.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
             });
@@ -63,6 +89,29 @@ fn fma_avx512(iters: usize) -> (f64, f32) {
     }
     let sink = acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum();
     ((iters * 12 * 16 * 2) as f64, sink)
+}
+
+/// 12 chains of `vdpbf16ps`, each 16 lanes x 2 bf16 multiply-adds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+fn dot_avx512bf16(iters: usize) -> (f64, f32) {
+    use std::arch::x86_64::*;
+    let bits = |v: f32| _mm512_set1_ps(std::hint::black_box(v));
+    // SAFETY: 512 bits of plain data either way.
+    let (a, b) = unsafe {
+        (
+            std::mem::transmute::<__m512, __m512bh>(bits(1e-3)),
+            std::mem::transmute::<__m512, __m512bh>(bits(0.999)),
+        )
+    };
+    let mut acc: [__m512; 12] = std::array::from_fn(|_| _mm512_setzero_ps());
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_dpbf16_ps(*v, a, b);
+        }
+    }
+    let sink = acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum();
+    ((iters * 12 * 32 * 2) as f64, sink)
 }
 
 /// 12 chains of 8 lanes: 12 of 16 ymm registers.
@@ -112,5 +161,8 @@ mod tests {
             "{flops}"
         );
         assert!(sink.is_finite());
+        if let Some(g) = super::bf16_dot_peak_gflops(1, 1000, 1) {
+            assert!(g.is_finite() && g > 0.0, "{g}");
+        }
     }
 }
