@@ -13,7 +13,7 @@ TANSU := .tools/bin/tansu
 
 
 .PHONY: python test-python bench-python loop fuzz soak test-sasl
-.PHONY: all build release test lint fmt demo experiment peers accuracy accuracy-bf16 bench bench-bf16 bench-sql bench-kafka tansu clean deps
+.PHONY: all build release test lint fmt demo experiment peers accuracy accuracy-bf16 bench bench-bf16 bench-latency bench-sql bench-kafka tansu clean deps
 
 all: build
 
@@ -136,6 +136,12 @@ bench-kafka: release tansu
 clean:
 	$(CARGO) clean
 	rm -rf $(OUT)
+
+## bench-latency: `mmnet kafka` next to a no-op pipe (same client settings, same broker) for
+## latency at 2,000 records/s and throughput, in both profiles (benches/latency.sh).
+bench-latency: release tansu
+	$(CARGO) build --release -p mmnet-kafka --example noop_pipe
+	@bash benches/latency.sh "$(MMNET_RELEASE)" "$(OUT)/bench-latency"
 
 ## bench-python: rows/s of the Python binding's Model.score on a 1M x 122 pyarrow Table next
 ## to the Rust kernel and PyTorch on the same weights, in one run (benches/python_score.py).

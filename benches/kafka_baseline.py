@@ -177,7 +177,7 @@ def consume(a):
 def measure(a):
     c = Consumer({"bootstrap.servers": a.brokers, "group.id": f"measure-{time.time()}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  "fetch.wait.max.ms": 10})
+                  "fetch.wait.max.ms": a.fetch_wait_ms})
     md = c.list_topics(a.topic, timeout=10)
     parts = [TopicPartition(a.topic, p, 0) for p in md.topics[a.topic].partitions]
     c.assign(parts)
@@ -188,7 +188,14 @@ def measure(a):
     # Kept cheap (one clock read per consume call): the reader shares the CPU with the
     # operator it measures.
     while n < a.n and time.time() < deadline:
-        msgs = c.consume(num_messages=10000, timeout=0.1)
+        if a.per_message:
+            # consume() waits for num_messages or its timeout, whichever comes first; at a
+            # fixed rate that wait would be counted as latency. poll() returns each message
+            # as soon as it is there.
+            m = c.poll(0.1)
+            msgs = [m] if m is not None else []
+        else:
+            msgs = c.consume(num_messages=10000, timeout=0.1)
         if not msgs:
             continue
         now = time.time()
@@ -254,6 +261,8 @@ def main():
     m.add_argument("--n", type=int, required=True)
     m.add_argument("--timeout", type=float, default=600)
     m.add_argument("--warmup", type=float, default=0.0, help="fraction of first arrivals left out of latency")
+    m.add_argument("--per-message", action="store_true", help="poll() message by message (latency runs)")
+    m.add_argument("--fetch-wait-ms", type=int, default=10, help="the reader's fetch.wait.max.ms (Tansu holds every fetch this long)")
     k = sub.add_parser("check")
     k.add_argument("--model", required=True)
     k.add_argument("--brokers", required=True)
