@@ -76,6 +76,11 @@ pub struct Metrics {
     /// Seconds from a message's receipt by the operator to the broker's acknowledgement of
     /// its score record (or dead letter), per record.
     pub record_latency_seconds: Histogram,
+    /// Age of a message when the operator receives it: its clock minus the message's
+    /// timestamp (producer's CreateTime or the broker's LogAppendTime). Across hosts it
+    /// includes their clock difference; on one host it is the path producer -> broker ->
+    /// operator that `record_latency_seconds` does not cover.
+    pub record_input_age_seconds: Histogram,
     /// Consumer lag per input partition (from librdkafka statistics).
     pub consumer_lag: Family<PartitionLabel, Gauge>,
     /// Partitions currently assigned.
@@ -125,6 +130,11 @@ impl Metrics {
             batch_latency_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 20)),
             // 100 us to ~18 s in steps of sqrt(2): fine enough to tell 1 ms from 2 ms.
             record_latency_seconds: Histogram::new(exponential_buckets(
+                1e-4,
+                std::f64::consts::SQRT_2,
+                36,
+            )),
+            record_input_age_seconds: Histogram::new(exponential_buckets(
                 1e-4,
                 std::f64::consts::SQRT_2,
                 36,
@@ -190,6 +200,11 @@ impl Metrics {
             "record_latency_seconds",
             "Seconds from a message's receipt by the operator to the acknowledgement of its score record",
             m.record_latency_seconds.clone(),
+        );
+        r.register(
+            "record_input_age_seconds",
+            "Seconds between a message's timestamp and its receipt by the operator (includes clock skew across hosts)",
+            m.record_input_age_seconds.clone(),
         );
         r.register(
             "consumer_lag",

@@ -365,6 +365,7 @@ async fn collect(
     };
     // Started when the first message is here: waiting for it is not batch latency.
     let mut batch = RawBatch::new();
+    observe_age(metrics, &first);
     batch.push(first);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(cfg.batch.linger_ms);
     let mut stopping = false;
@@ -375,11 +376,31 @@ async fn collect(
                 break;
             }
             Some(None) => break,
-            Some(Some(m)) => batch.push(m),
+            Some(Some(m)) => {
+                observe_age(metrics, &m);
+                batch.push(m)
+            }
         }
     }
     metrics.messages_in.inc_by(batch.messages.len() as u64);
     (batch, stopping)
+}
+
+/// Observes how old `m` is on arrival (`mmnet_record_input_age_seconds`), when it has a
+/// timestamp and the clocks do not put it in the future.
+fn observe_age(metrics: &Metrics, m: &rdkafka::message::OwnedMessage) {
+    use rdkafka::Message;
+    let Some(ts) = m.timestamp().to_millis() else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    if now >= ts {
+        metrics
+            .record_input_age_seconds
+            .observe((now - ts) as f64 / 1e3);
+    }
 }
 
 /// Waits for SIGHUP or (with `[model] watch`) a change of what the model path names, and
