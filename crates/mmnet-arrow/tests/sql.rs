@@ -395,7 +395,9 @@ async fn parquet_table_on_shipped_data_matches_core() {
     ModelRegistry::default()
         .register(&ctx, "mmnet", m.clone())
         .unwrap();
-    register_table(&ctx, "spam", &path).await.unwrap();
+    register_table(&ctx, "spam", path.to_str().unwrap())
+        .await
+        .unwrap();
     let s = floats(&ctx, "SELECT mmnet_score(*) FROM spam").await;
     let core = m.score(ds.x.view(), false, None).unwrap();
     assert_eq!(s.len(), core.score.len());
@@ -417,4 +419,127 @@ async fn parquet_table_on_shipped_data_matches_core() {
         text.contains("DataSourceExec") && !text.contains("label"),
         "{text}"
     );
+}
+
+/// Every model call is pinned to the digest of the model it was planned with; a process
+/// serving another model refuses it, naming both digests (what stops a cluster from mixing
+/// model versions).
+#[tokio::test]
+async fn model_calls_are_pinned_to_the_planning_models_digest() {
+    let m1 = train(&["a", "b", "c"], 2);
+    let m2 = train(&["a", "b", "c"], 3);
+    let d1 = mmnet_core::artifact::model_digest(&m1).unwrap();
+    let d2 = mmnet_core::artifact::model_digest(&m2).unwrap();
+    assert_ne!(d1, d2);
+    let ctx = session(&[("mmnet", m1.clone())]).await;
+    // The rewrite adds the pin to wildcard and explicit calls alike.
+    let plan = ctx
+        .sql("EXPLAIN SELECT mmnet_score(*), mmnet_is_anomaly(a, b, c) FROM readings")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    let pin = mmnet_arrow::sql::udf::digest_pin(&d1);
+    assert!(text.matches(&pin).count() >= 2, "{text}");
+    // A query that carries its own (matching) pin scores as before; the output name is the
+    // one the user wrote.
+    let star = floats(&ctx, "SELECT mmnet_score(*) FROM readings").await;
+    let pinned = floats(
+        &ctx,
+        &format!("SELECT mmnet_score(a, b, c, '{pin}') FROM readings"),
+    )
+    .await;
+    assert_eq!(star, pinned);
+    let names = ctx
+        .sql("SELECT mmnet_score(*) FROM readings")
+        .await
+        .unwrap()
+        .schema()
+        .field(0)
+        .name()
+        .clone();
+    assert_eq!(names, "mmnet_score(*)");
+    // Planned elsewhere with m2: this process (serving m1) refuses, naming both digests.
+    let other = mmnet_arrow::sql::udf::digest_pin(&d2);
+    let err = plan_error(
+        &ctx,
+        &format!("SELECT mmnet_score(a, b, c, '{other}') FROM readings"),
+    )
+    .await;
+    assert!(err.contains("model digest mismatch"), "{err}");
+    assert!(err.contains(&d1) && err.contains(&d2), "{err}");
+    // A string that is not a pin is an ordinary (wrong) argument.
+    let err = plan_error(&ctx, "SELECT mmnet_score(a, b, c, 'x') FROM readings").await;
+    assert!(err.contains("got 4 argument(s)"), "{err}");
+}
+
+/// A directory of Parquet files with hive-style partitions is one table: every row once,
+/// the partition as a column, scores equal to the core scorer's.
+#[tokio::test]
+async fn a_partitioned_parquet_directory_is_one_table() {
+    use parquet::arrow::ArrowWriter;
+    let m = train(&["a", "b", "c"], 4);
+    let (batch, x) = readings();
+    let dir = tempfile::tempdir().unwrap();
+    for (k, (start, len)) in [(0usize, 100usize), (100, 120), (220, 80)]
+        .iter()
+        .enumerate()
+    {
+        let part = dir.path().join(format!("day=2026-11-{:02}", 28 + k));
+        std::fs::create_dir_all(&part).unwrap();
+        let f = std::fs::File::create(part.join(format!("part-{k}.parquet"))).unwrap();
+        let mut w = ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(&batch.slice(*start, *len)).unwrap();
+        w.close().unwrap();
+    }
+    // A stray file that is not Parquet is not part of the table.
+    std::fs::write(dir.path().join("README.txt"), "not a table").unwrap();
+    let ctx = SessionContext::new();
+    ModelRegistry::default()
+        .register(&ctx, "mmnet", m.clone())
+        .unwrap();
+    register_table(&ctx, "r", dir.path().to_str().unwrap())
+        .await
+        .unwrap();
+    let batches = ctx
+        .sql("SELECT id, mmnet_score(*) AS s, CAST(day AS VARCHAR) AS day FROM r ORDER BY id")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let core = m.score(x.view(), false, None).unwrap();
+    let mut seen = 0;
+    for b in &batches {
+        // DataFusion reads Parquet strings as Utf8View.
+        let ids = arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+        let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+        let s = b.column(1).as_any().downcast_ref::<Float32Array>().unwrap();
+        let day = arrow::compute::cast(b.column(2), &DataType::Utf8).unwrap();
+        let day = day.as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            let row: usize = ids.value(i)[1..].parse().unwrap();
+            assert_eq!(s.value(i), core.score[row], "row {row}");
+            let want = if row < 100 {
+                28
+            } else if row < 220 {
+                29
+            } else {
+                30
+            };
+            assert_eq!(day.value(i), format!("2026-11-{want}"));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, N);
+    // An empty directory is an error naming it.
+    let empty = tempfile::tempdir().unwrap();
+    let e = register_table(&ctx, "e", empty.path().to_str().unwrap())
+        .await
+        .expect_err("empty dir");
+    assert!(e.to_string().contains("holds no .parquet file"), "{e}");
 }

@@ -14,12 +14,22 @@ pub struct ScoreArgs {
     /// Model directory written by `mmnet train`.
     #[arg(long)]
     pub model: PathBuf,
-    /// Rows to score: .parquet, .csv or .npz. Features are matched by column name.
+    /// Rows to score: .parquet, .csv or .npz, a directory of Parquet files, or an
+    /// object-store URL of either (`s3://bucket/prefix/`). Features are matched by name.
     #[arg(long)]
     pub input: PathBuf,
-    /// Output: .parquet or .csv, the input columns plus mmnet_score, s_sum, s_kl, is_anomaly.
+    /// Output: .parquet or .csv (local or `s3://...`), the input columns plus mmnet_score,
+    /// s_sum, s_kl, is_anomaly.
     #[arg(long)]
     pub output: PathBuf,
+    /// Score on an Apache Ballista cluster (`df://HOST:PORT` of `mmnet cluster scheduler`):
+    /// the input and output must be places every executor can reach.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Object-store setting KEY=VALUE for s3:// input and output (endpoint, region,
+    /// allow_http, ...). Credentials come from the AWS environment. Repeatable.
+    #[arg(long = "storage-option")]
+    pub storage_options: Vec<String>,
     /// Override the model's anomaly threshold on mmnet_score.
     #[arg(long)]
     pub threshold: Option<f32>,
@@ -36,8 +46,56 @@ pub struct ScoreArgs {
     pub precision: Option<mmnet_core::kernel::Precision>,
 }
 
+/// `mmnet score` through DataFusion, for a cluster, a directory or an object store: one
+/// query that appends the same four columns the local scorer writes, streamed from the
+/// input to the output in bounded memory (by the executors, on a cluster).
+fn run_sql(a: ScoreArgs) -> Result<()> {
+    anyhow::ensure!(
+        a.top == 0,
+        "--top needs the local scorer; with --cluster, a directory or an object store rank \
+         with: mmnet sql ... \"SELECT *, mmnet_score(*) AS s FROM t ORDER BY s DESC LIMIT N\""
+    );
+    mmnet_arrow::FileFormat::from_path(&a.output, true)?;
+    let input = a.input.to_string_lossy().into_owned();
+    let output = a.output.to_string_lossy().into_owned();
+    let placement = crate::cmd_sql::Placement {
+        cluster: a.cluster.clone(),
+        storage: mmnet_arrow::sql::StorageOptions::parse(&a.storage_options)?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let s = crate::cmd_sql::session(
+            &[format!("mmnet={}", a.model.display())],
+            &[format!("input={input}")],
+            a.precision,
+            &placement,
+        )
+        .await?;
+        // The local scorer's refusal of inputs that already carry a score column.
+        let schema = s.ctx.table("input").await?.schema().as_arrow().clone();
+        mmnet_arrow::write::scored_schema(&a.input, &schema)?;
+        let flag = match a.threshold {
+            Some(t) => format!("mmnet_score(*) > CAST({t} AS REAL)"),
+            None => "mmnet_is_anomaly(*)".to_string(),
+        };
+        let sql = format!(
+            "SELECT *, mmnet_score(*) AS mmnet_score, mmnet_s_sum(*) AS s_sum, \
+             mmnet_s_kl(*) AS s_kl, {flag} AS is_anomaly FROM input"
+        );
+        crate::cmd_sql::run_query(&s.ctx, &sql, Some(&output)).await
+    })
+}
+
 /// Runs `mmnet score`.
 pub fn run(a: ScoreArgs) -> Result<()> {
+    if a.cluster.is_some()
+        || mmnet_arrow::sql::reads_through_datafusion(&a.input.to_string_lossy())
+        || mmnet_arrow::sql::store::is_url(&a.output.to_string_lossy())
+    {
+        return run_sql(a);
+    }
     let mut model = mmnet_core::artifact::load(&a.model)?;
     if let Some(p) = a.precision {
         model = model.with_precision(p);

@@ -17,12 +17,25 @@ pub struct SqlArgs {
     /// `NAME=DIR` (functions NAME_score, ...). Repeatable.
     #[arg(long = "model", required = true)]
     pub models: Vec<String>,
-    /// Table: `NAME=FILE` (.parquet, .csv or .npz). Repeatable.
+    /// Table: `NAME=LOCATION`, a .parquet, .csv or .npz file, a directory of Parquet files
+    /// (hive-style partitions such as `day=2026-11-30/` become columns), or an object-store
+    /// URL of either (`s3://bucket/prefix/`). Repeatable.
     #[arg(long = "table")]
     pub tables: Vec<String>,
-    /// Write the result to this .parquet or .csv file instead of printing it.
+    /// Write the result to this .parquet or .csv file (local or `s3://...`) instead of
+    /// printing it. On a cluster the executors write it: it must be a place they can reach.
     #[arg(long)]
-    pub output: Option<PathBuf>,
+    pub output: Option<String>,
+    /// Run on an Apache Ballista cluster started with `mmnet cluster scheduler` and
+    /// `mmnet cluster executor`: `df://HOST:PORT` of the scheduler. Tables must be files or
+    /// object-store URLs every executor can read (NPZ tables are refused).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Object-store setting KEY=VALUE for s3:// tables and output (endpoint, region,
+    /// allow_http, virtual_hosted_style_request, ...). Credentials come from the AWS
+    /// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...). Repeatable.
+    #[arg(long = "storage-option")]
+    pub storage_options: Vec<String>,
     /// Arithmetic of the scoring products for every model, f32 or bf16 (default: each
     /// model's manifest).
     #[arg(long, value_parser = crate::parse_precision)]
@@ -44,7 +57,7 @@ fn split_named(s: &str, default: Option<&str>, what: &str) -> Result<(String, Pa
 /// A session with every model and table registered, and where each model came from (for
 /// `\reload`).
 pub struct Session {
-    ctx: SessionContext,
+    pub(crate) ctx: SessionContext,
     registry: ModelRegistry,
     models: Vec<(String, PathBuf)>,
     precision: Option<Precision>,
@@ -59,13 +72,42 @@ fn load(path: &std::path::Path, precision: Option<Precision>) -> Result<mmnet_co
     })
 }
 
+/// Where a query runs and how it reaches object stores.
+#[derive(Debug, Default, Clone)]
+pub struct Placement {
+    /// `df://HOST:PORT` of a Ballista scheduler, or `None` for this process.
+    pub cluster: Option<String>,
+    /// `--storage-option` values.
+    pub storage: mmnet_arrow::sql::StorageOptions,
+}
+
 /// Builds a session with every model and table registered.
 pub async fn session(
     models: &[String],
     tables: &[String],
     precision: Option<Precision>,
+    placement: &Placement,
 ) -> Result<Session> {
-    let ctx = mmnet_arrow::sql::new_session();
+    let ctx = match &placement.cluster {
+        Some(url) => {
+            for t in tables {
+                let (name, loc) = split_named(t, None, "--table")?;
+                if mmnet_arrow::sql::loads_into_memory(&loc.to_string_lossy()) {
+                    bail!(
+                        "--table {name}={}: NPZ tables are loaded into this process's memory and \
+                         cannot be scanned by a cluster's executors; convert it to Parquet \
+                         (mmnet sql --table {name}={} --output {name}.parquet \"SELECT * FROM {name}\")",
+                        loc.display(),
+                        loc.display()
+                    );
+                }
+            }
+            mmnet_cluster::remote_session(url, &placement.storage)
+                .await
+                .with_context(|| format!("connecting to the cluster at {url}"))?
+        }
+        None => mmnet_arrow::sql::new_session_with(&placement.storage),
+    };
     let mut registry = ModelRegistry::default();
     let mut sources = Vec::new();
     for m in models {
@@ -78,7 +120,7 @@ pub async fn session(
     }
     for t in tables {
         let (name, path) = split_named(t, None, "--table")?;
-        register_table(&ctx, &name, &path).await?;
+        register_table(&ctx, &name, &path.to_string_lossy()).await?;
     }
     Ok(Session {
         ctx,
@@ -125,7 +167,7 @@ fn root(e: datafusion::error::DataFusionError) -> anyhow::Error {
     anyhow::anyhow!("{}", e.find_root())
 }
 
-async fn run_query(ctx: &SessionContext, sql: &str, output: Option<&PathBuf>) -> Result<()> {
+pub(crate) async fn run_query(ctx: &SessionContext, sql: &str, output: Option<&str>) -> Result<()> {
     run_query_inner(ctx, sql, output).await.map_err(|e| {
         match e.downcast::<datafusion::error::DataFusionError>() {
             Ok(df) => root(df),
@@ -134,12 +176,12 @@ async fn run_query(ctx: &SessionContext, sql: &str, output: Option<&PathBuf>) ->
     })
 }
 
-async fn run_query_inner(ctx: &SessionContext, sql: &str, output: Option<&PathBuf>) -> Result<()> {
+async fn run_query_inner(ctx: &SessionContext, sql: &str, output: Option<&str>) -> Result<()> {
     let start = Instant::now();
     let df = ctx.sql(sql).await?;
     match output {
-        Some(path) => {
-            let p = path.to_str().context("output path is not valid UTF-8")?;
+        Some(p) => {
+            let path = std::path::Path::new(p);
             let opts = DataFrameWriteOptions::new().with_single_file_output(true);
             let batches = match mmnet_arrow::FileFormat::from_path(path, true)? {
                 mmnet_arrow::FileFormat::Parquet => df.write_parquet(p, opts, None).await?,
@@ -155,8 +197,7 @@ async fn run_query_inner(ctx: &SessionContext, sql: &str, output: Option<&PathBu
                 })
                 .sum();
             println!(
-                "{rows} rows written to {} in {:.2} s",
-                path.display(),
+                "{rows} rows written to {p} in {:.2} s",
                 start.elapsed().as_secs_f64()
             );
         }
@@ -179,9 +220,13 @@ pub fn run(a: SqlArgs) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let mut s = session(&a.models, &a.tables, a.precision).await?;
+        let placement = Placement {
+            cluster: a.cluster.clone(),
+            storage: mmnet_arrow::sql::StorageOptions::parse(&a.storage_options)?,
+        };
+        let mut s = session(&a.models, &a.tables, a.precision, &placement).await?;
         match &a.query {
-            Some(q) => run_query(&s.ctx, q, a.output.as_ref()).await,
+            Some(q) => run_query(&s.ctx, q, a.output.as_deref()).await,
             None => interactive(&mut s).await,
         }
     })

@@ -123,9 +123,15 @@ impl ModelOpts {
 /// Arguments of `mmnet train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Training table: .parquet, .csv or ADBench .npz (X, y).
+    /// Training table: .parquet, .csv or ADBench .npz (X, y), a directory of Parquet files
+    /// (hive-style partitions become columns: --exclude them), or an object-store URL of
+    /// either (`s3://bucket/prefix/`).
     #[arg(long)]
     pub data: PathBuf,
+    /// Object-store setting KEY=VALUE for an s3:// --data (endpoint, region, allow_http,
+    /// ...). Credentials come from the AWS environment. Repeatable.
+    #[arg(long = "storage-option")]
+    pub storage_options: Vec<String>,
     /// Column marking labeled anomalies (1); every other row (0) is unlabeled.
     #[arg(long, default_value = "label")]
     pub label_column: String,
@@ -158,6 +164,34 @@ pub struct TrainArgs {
     pub model: ModelOpts,
 }
 
+/// Loads a training table from a directory or an object store: DataFusion streams its
+/// batches (every file, partitions as columns) into the same dataset builder files use.
+fn load_through_datafusion(
+    location: &str,
+    storage: &mmnet_arrow::sql::StorageOptions,
+    spec: &DatasetSpec,
+) -> Result<mmnet_arrow::Dataset> {
+    use futures::StreamExt;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let ctx = mmnet_arrow::sql::new_session_with(storage);
+    let mut stream = rt.block_on(mmnet_arrow::sql::read_table(&ctx, location))?;
+    let schema = stream.schema();
+    let source = std::path::Path::new(location);
+    let batches = std::iter::from_fn(|| {
+        rt.block_on(stream.next()).map(|b| {
+            b.map_err(|e| mmnet_arrow::TableError::Malformed {
+                path: source.to_path_buf(),
+                reason: e.to_string(),
+            })
+        })
+    });
+    Ok(mmnet_arrow::dataset_from_batches(
+        source, &schema, batches, spec,
+    )?)
+}
+
 /// Runs `mmnet train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     let mut cfg = a.model.fit_config(a.seed)?;
@@ -168,16 +202,20 @@ pub fn run(a: TrainArgs) -> Result<()> {
         ),
         None => None,
     };
-    let ds = load_dataset(
-        &a.data,
-        &DatasetSpec {
-            label_column: a.label_column.clone(),
-            exclude: a.exclude.clone(),
-            // A warm start reads the parent's features, in its order.
-            features: parent.as_ref().map(|p| p.features.clone()),
-            ..Default::default()
-        },
-    )?;
+    let spec = DatasetSpec {
+        label_column: a.label_column.clone(),
+        exclude: a.exclude.clone(),
+        // A warm start reads the parent's features, in its order.
+        features: parent.as_ref().map(|p| p.features.clone()),
+        ..Default::default()
+    };
+    let location = a.data.to_string_lossy().into_owned();
+    let ds = if mmnet_arrow::sql::reads_through_datafusion(&location) {
+        let storage = mmnet_arrow::sql::StorageOptions::parse(&a.storage_options)?;
+        load_through_datafusion(&location, &storage, &spec)?
+    } else {
+        load_dataset(&a.data, &spec)?
+    };
     if let Some(parent) = parent {
         if a.model.score.is_none() {
             // Keep the parent's score: no validation probe, its variant and lambda.

@@ -3,6 +3,7 @@
 //! A thin layer: parses arguments and wires `mmnet-core` (the model) to `mmnet-arrow`
 //! (tables). Every failure prints one `error:` line naming what is wrong and exits non-zero.
 
+mod cmd_cluster;
 mod cmd_eval;
 mod cmd_experiment;
 mod cmd_explain;
@@ -60,17 +61,30 @@ enum Command {
     Report(cmd_report::ReportArgs),
     /// Why one record scored as it did: attended memory items and per-feature error.
     Explain(cmd_explain::ExplainArgs),
+    /// The processes of an Apache Ballista cluster for `mmnet sql --cluster`: a scheduler
+    /// and executors, each with the model functions.
+    Cluster(cmd_cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A cluster process logs what Ballista does (executor registration, each task received),
+    // which is how an operator sees where work ran.
+    let default_filter = match cli.command {
+        Command::Cluster(_) => {
+            "warn,mmnet_cluster=info,ballista_scheduler=info,ballista_executor=info"
+        }
+        _ => "warn,mmnet_kafka=info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MMNET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mmnet_kafka=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(redacting_stderr::RedactingStderr)
+        // Colour codes only on a terminal: logs that land in files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => cmd_train::run(a),
         Command::Score(a) => cmd_score::run(a),
@@ -81,6 +95,7 @@ fn main() -> ExitCode {
         Command::Produce(a) => cmd_produce::run(a),
         Command::Report(a) => cmd_report::run(a),
         Command::Explain(a) => cmd_explain::run(a),
+        Command::Cluster(a) => cmd_cluster::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use mmnet_core::Model;
 
+use super::store::{StorageOptions, is_url, runtime_env};
 use super::udf::{ModelUdf, SharedModel, UdfKind};
 use super::wildcard::ExpandModelWildcard;
 use crate::error::{Result, TableError};
@@ -22,8 +23,19 @@ use crate::format::FileFormat;
 /// last row groups of a file spread over more streams. Measured on 1M rows x 122 features
 /// over Parquet: docs/BENCHMARKS.md.
 pub fn new_session() -> SessionContext {
+    new_session_with(&StorageOptions::default())
+}
+
+/// [`new_session`] reading and writing object stores with `options`.
+pub fn new_session_with(options: &StorageOptions) -> SessionContext {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2 * cores))
+    let config = SessionConfig::new().with_target_partitions(2 * cores);
+    match runtime_env(options) {
+        Ok(rt) => SessionContext::new_with_config_rt(config, rt),
+        // Building a runtime without a memory limit or disk manager does not fail; if it
+        // ever does, local files still work through the default runtime.
+        Err(_) => SessionContext::new_with_config(config),
+    }
 }
 
 /// Registers models on a session, each under its own name.
@@ -52,6 +64,19 @@ impl ModelRegistry {
         name: &str,
         model: Model,
     ) -> Result<Arc<SharedModel>> {
+        let shared = SharedModel::new(model)?;
+        self.register_shared(ctx, name, shared.clone())?;
+        Ok(shared)
+    }
+
+    /// [`Self::register`] with a model already loaded and shared, as a cluster process does
+    /// for every session it builds.
+    pub fn register_shared(
+        &mut self,
+        ctx: &SessionContext,
+        name: &str,
+        shared: Arc<SharedModel>,
+    ) -> Result<()> {
         if !valid_name(name) {
             return Err(TableError::malformed(
                 name,
@@ -71,9 +96,9 @@ impl ModelRegistry {
             }))
             .map_err(|e| TableError::malformed(name, format!("registering `*` expansion: {e}")))?;
         }
-        let shared = self.install(ctx, name, model)?;
+        self.install(ctx, name, shared);
         self.names.push(name.to_string());
-        Ok(shared)
+        Ok(())
     }
 
     /// Replaces the model behind `name`'s functions (`\reload` at the SQL prompt): queries
@@ -93,14 +118,12 @@ impl ModelRegistry {
             .get(&key)
             .cloned()
             .ok_or_else(|| TableError::malformed(name, "no model is registered under this name"))?;
-        self.install(ctx, name, model)?;
+        self.install(ctx, name, SharedModel::new(model)?);
         Ok(old)
     }
 
     /// Registers `name`'s four functions over `model` (replacing any of the same names).
-    fn install(&self, ctx: &SessionContext, name: &str, model: Model) -> Result<Arc<SharedModel>> {
-        let digest = mmnet_core::artifact::model_digest(&model)?;
-        let shared = Arc::new(SharedModel { model, digest });
+    fn install(&self, ctx: &SessionContext, name: &str, shared: Arc<SharedModel>) {
         let mut map = self.functions.write().unwrap_or_else(|e| e.into_inner());
         for kind in UdfKind::ALL {
             let udf = ModelUdf::new(name, kind, shared.clone());
@@ -108,7 +131,6 @@ impl ModelRegistry {
             map.insert(f.name().to_string(), shared.clone());
             ctx.register_udf(f);
         }
-        Ok(shared)
     }
 
     /// The weights digest of the model behind `name`'s functions.
@@ -127,23 +149,65 @@ impl ModelRegistry {
     }
 }
 
-/// Registers the file at `path` as table `name`: Parquet and CSV are scanned lazily by
-/// DataFusion (projection pushdown, streaming); NPZ is loaded into memory.
-pub async fn register_table(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
+/// Whether the table at `location` is loaded into this process's memory (NPZ), and so
+/// cannot be scanned by other processes (a cluster's executors).
+pub fn loads_into_memory(location: &str) -> bool {
+    !is_url(location)
+        && matches!(
+            FileFormat::from_path(Path::new(location), false),
+            Ok(FileFormat::Npz)
+        )
+}
+
+/// Registers the table at `location` as `name`.
+///
+/// `location` is a local file (.parquet, .csv, .npz), a local directory, or an object-store
+/// URL (`s3://bucket/prefix/`, `file:///...`) naming one file or a prefix. Parquet and CSV are
+/// scanned lazily by DataFusion (projection pushdown, streaming); NPZ is loaded into memory.
+/// A directory or prefix is one table of every `.parquet` file under it (or `.csv`, when its
+/// name says so: `name.csv/`), with hive-style partitions (`day=2026-11-30/`) as columns.
+pub async fn register_table(ctx: &SessionContext, name: &str, location: &str) -> Result<()> {
+    let df = |e: datafusion::error::DataFusionError| TableError::malformed(location, e.to_string());
+    if is_url(location) {
+        return register_listing(ctx, name, location).await.map_err(df);
+    }
+    let path = Path::new(location);
     if !path.exists() {
         return Err(TableError::Io {
             path: path.to_path_buf(),
-            cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
         });
     }
-    let p = path
+    // Absolute, so that other processes (a cluster's executors) read the same file.
+    let abs = std::path::absolute(path).map_err(|cause| TableError::Io {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    let p = abs
         .to_str()
         .ok_or_else(|| TableError::malformed(path, "path is not valid UTF-8"))?;
-    let df = |e: datafusion::error::DataFusionError| TableError::malformed(path, e.to_string());
+    if abs.is_dir() {
+        let ext = dir_extension(p);
+        let mut files = Vec::new();
+        collect_files(&abs, ext, &mut files)?;
+        if files.is_empty() {
+            return Err(TableError::malformed(
+                path,
+                format!("the directory holds no {ext} file (searched its subdirectories too)"),
+            ));
+        }
+        if ext == ".parquet" {
+            for f in &files {
+                crate::parquet_footer::check(f)?;
+            }
+        }
+        let dir = format!("{}/", p.trim_end_matches('/'));
+        return register_listing(ctx, name, &dir).await.map_err(df);
+    }
     match FileFormat::from_path(path, false)? {
         FileFormat::Parquet => {
             // DataFusion decodes the footer with the same parquet crate.
-            crate::parquet_footer::check(path)?;
+            crate::parquet_footer::check(&abs)?;
             ctx.register_parquet(name, p, ParquetReadOptions::default())
                 .await
                 .map_err(df)?
@@ -167,4 +231,119 @@ pub async fn register_table(ctx: &SessionContext, name: &str, path: &Path) -> Re
         }
     }
     Ok(())
+}
+
+/// The file extension a directory or prefix table is made of: `.csv` when the directory's
+/// own name ends in `.csv`, Parquet otherwise.
+fn dir_extension(location: &str) -> &'static str {
+    if location
+        .trim_end_matches('/')
+        .to_ascii_lowercase()
+        .ends_with(".csv")
+    {
+        ".csv"
+    } else {
+        ".parquet"
+    }
+}
+
+/// Every file under `dir` (recursively) whose name ends in `ext`.
+fn collect_files(dir: &Path, ext: &str, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    let io = |cause| TableError::Io {
+        path: dir.to_path_buf(),
+        cause,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let p = entry.map_err(io)?.path();
+        if p.is_dir() {
+            collect_files(&p, ext, out)?;
+        } else if p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.to_ascii_lowercase().ends_with(ext))
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Registers a file or a directory/prefix through a DataFusion listing table: schema from
+/// the files, hive-style partition columns from the paths.
+async fn register_listing(
+    ctx: &SessionContext,
+    name: &str,
+    location: &str,
+) -> datafusion::common::Result<()> {
+    use datafusion::datasource::file_format::csv::CsvFormat;
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{
+        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    };
+    let lower = location.to_ascii_lowercase();
+    let is_file = lower.ends_with(".parquet") || lower.ends_with(".pq") || lower.ends_with(".csv");
+    let ext = if is_file {
+        if lower.ends_with(".csv") { ".csv" } else { "" }
+    } else {
+        dir_extension(location)
+    };
+    // A prefix without the trailing slash would be taken for one object.
+    let location = if is_file || location.ends_with('/') {
+        location.to_string()
+    } else {
+        format!("{location}/")
+    };
+    let url = ListingTableUrl::parse(&location)?;
+    let state = ctx.state();
+    let options = if ext == ".csv" {
+        ListingOptions::new(Arc::new(CsvFormat::default().with_has_header(true)))
+            .with_file_extension(".csv")
+    } else {
+        ListingOptions::new(Arc::new(
+            ParquetFormat::default().with_options(state.table_options().parquet.clone()),
+        ))
+        .with_file_extension(if is_file { "" } else { ".parquet" })
+    };
+    let config = ListingTableConfig::new(url).with_listing_options(options);
+    let config = if is_file {
+        config
+    } else {
+        config.infer_partitions_from_path(&state).await?
+    };
+    let config = config.infer_schema(&state).await?;
+    if config
+        .file_schema
+        .as_ref()
+        .is_none_or(|s| s.fields().is_empty())
+    {
+        return datafusion::common::plan_err!(
+            "{location}: no {} file found",
+            if ext.is_empty() { ".parquet" } else { ext }
+        );
+    }
+    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
+
+/// Whether `location` is read through DataFusion (an object-store URL or a directory of
+/// files) rather than by mmnet's own single-file readers.
+pub fn reads_through_datafusion(location: &str) -> bool {
+    is_url(location) || Path::new(location).is_dir()
+}
+
+/// The rows of the table at `location` (see [`register_table`]) as one stream, read in
+/// bounded memory; registered on `ctx` as `__mmnet_input`.
+pub async fn read_table(
+    ctx: &SessionContext,
+    location: &str,
+) -> Result<datafusion::execution::SendableRecordBatchStream> {
+    const NAME: &str = "__mmnet_input";
+    register_table(ctx, NAME, location).await?;
+    let df = |e: datafusion::error::DataFusionError| TableError::malformed(location, e.to_string());
+    ctx.table(NAME)
+        .await
+        .map_err(df)?
+        .execute_stream()
+        .await
+        .map_err(df)
 }

@@ -59,6 +59,27 @@ impl UdfKind {
     }
 }
 
+/// What a pinned call carries as its last argument: the digest of the model the query was
+/// planned with, as `mmnet-model:sha256:<hex>`.
+///
+/// Functions travel by name between the processes of a cluster (the client plans, the
+/// scheduler re-plans, executors run), and each process loads its own model. The `*`
+/// rewrite (wildcard.rs) appends this literal to every model call where the query is
+/// planned, so any process whose model differs refuses to plan or run it (naming both
+/// digests) instead of scoring with another model version. It is never a feature: features
+/// are numeric, this is a string with a fixed prefix.
+pub const DIGEST_PIN_PREFIX: &str = "mmnet-model:sha256:";
+
+/// The pin literal for `digest`.
+pub fn digest_pin(digest: &str) -> String {
+    format!("{DIGEST_PIN_PREFIX}{digest}")
+}
+
+/// The digest in a pin literal, if `s` is one.
+pub fn pinned_digest(s: &str) -> Option<&str> {
+    s.strip_prefix(DIGEST_PIN_PREFIX)
+}
+
 /// A model shared by its UDFs and wildcard rewrite; loaded once, never per batch.
 #[derive(Debug)]
 pub struct SharedModel {
@@ -66,6 +87,14 @@ pub struct SharedModel {
     pub model: Model,
     /// SHA-256 of its weights: identity for `Eq`/`Hash` of the UDFs.
     pub digest: String,
+}
+
+impl SharedModel {
+    /// Shares `model`, with its digest computed once.
+    pub fn new(model: Model) -> crate::Result<Arc<Self>> {
+        let digest = mmnet_core::artifact::model_digest(&model)?;
+        Ok(Arc::new(SharedModel { model, digest }))
+    }
 }
 
 /// One UDF over one model.
@@ -105,6 +134,36 @@ impl Hash for ModelUdf {
     }
 }
 
+impl ModelUdf {
+    /// Refuses a query planned with another model than the one this process serves.
+    fn check_pin(&self, pinned: &str) -> DfResult<()> {
+        if pinned == self.model.digest {
+            return Ok(());
+        }
+        plan_err!(
+            "{}(): model digest mismatch: the query was planned with model sha256 {pinned}, but \
+             this process (pid {}) serves sha256 {}; start the client, the scheduler and every \
+             executor with the same model directory",
+            self.name,
+            std::process::id(),
+            self.model.digest
+        )
+    }
+}
+
+/// The pinned digest of a call's last argument, from its planning-time constant.
+fn scalar_pin<'a>(v: Option<&'a datafusion::common::ScalarValue>) -> Option<&'a str> {
+    use datafusion::common::ScalarValue;
+    match v {
+        Some(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)),
+        ) => pinned_digest(s),
+        _ => None,
+    }
+}
+
 impl ScalarUDFImpl for ModelUdf {
     fn name(&self) -> &str {
         &self.name
@@ -137,7 +196,12 @@ impl ScalarUDFImpl for ModelUdf {
                 true,
             )));
         }
-        if args.arg_fields.len() != features.len() {
+        let mut arg_fields = args.arg_fields;
+        if let Some(pin) = scalar_pin(args.scalar_arguments.last().copied().flatten()) {
+            self.check_pin(pin)?;
+            arg_fields = &arg_fields[..arg_fields.len() - 1];
+        }
+        if arg_fields.len() != features.len() {
             let shown: Vec<&str> = features.iter().take(8).map(String::as_str).collect();
             return plan_err!(
                 "{}() takes the model's {} features in order ({}{}), got {} argument(s); write {}(*) to pass them by name",
@@ -145,11 +209,11 @@ impl ScalarUDFImpl for ModelUdf {
                 features.len(),
                 shown.join(", "),
                 if features.len() > 8 { ", ..." } else { "" },
-                args.arg_fields.len(),
+                arg_fields.len(),
                 self.name
             );
         }
-        for (i, f) in args.arg_fields.iter().enumerate() {
+        for (i, f) in arg_fields.iter().enumerate() {
             if !is_numeric(f.data_type()) && !f.data_type().is_null() {
                 return plan_err!(
                     "{}(): argument {} (`{}`, for feature `{}`) has type {}, which is not numeric",
@@ -167,7 +231,17 @@ impl ScalarUDFImpl for ModelUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut values = &args.args[..];
+        if let Some(ColumnarValue::Scalar(v)) = values.last()
+            && let Some(pin) = scalar_pin(Some(v))
+        {
+            // Checked again where the rows are scored: an executor deserialises the plan
+            // with its own model behind the function's name.
+            self.check_pin(pin)
+                .map_err(|e| DataFusionError::Execution(e.strip_backtrace()))?;
+            values = &values[..values.len() - 1];
+        }
+        let arrays = ColumnarValue::values_to_arrays(values)?;
         if arrays.len() != self.model.model.input_dim() {
             return exec_err!("{}(): wrong argument count {}", self.name, arrays.len());
         }

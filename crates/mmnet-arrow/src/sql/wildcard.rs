@@ -6,18 +6,24 @@
 //! can replace the wildcard by columns: exactly the model's features, looked up by name (extra
 //! columns such as ids or timestamps are ignored; a missing feature is a planning error
 //! naming it). The output column keeps the name `mmnet_score(*)`.
+//!
+//! The same rewrite pins every model call, wildcard or not, to the digest of the model it is
+//! planned with (a trailing literal, see [`super::udf::DIGEST_PIN_PREFIX`]), so a process
+//! that runs part of the query with another model refuses it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, DFSchema, Result as DfResult, TableReference, plan_err};
+use datafusion::common::{
+    Column, DFSchema, Result as DfResult, ScalarValue, TableReference, plan_err,
+};
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 
-use super::udf::SharedModel;
+use super::udf::{SharedModel, digest_pin, pinned_digest};
 
 /// Rewrites wildcard arguments of the UDFs of every registered model.
 /// The map is shared with the [`super::ModelRegistry`] that registered it, so a model
@@ -109,27 +115,39 @@ impl FunctionRewrite for ExpandModelWildcard {
                 args,
             })));
         };
+        let pinned = matches!(
+            args.last(),
+            Some(Expr::Literal(ScalarValue::Utf8(Some(v)), _)) if pinned_digest(v).is_some()
+        );
         let quals: Vec<Option<Option<TableReference>>> =
             args.iter().map(wildcard_qualifier).collect();
-        if quals.iter().all(Option::is_none) {
-            return Ok(Transformed::no(Expr::ScalarFunction(ScalarFunction {
-                func,
-                args,
-            })));
-        }
-        if args.len() != 1 {
-            return plan_err!("{}(): a wildcard must be the only argument", func.name());
-        }
-        let qualifier = quals.into_iter().next().flatten().flatten();
-        let cols = model
-            .model
-            .features
-            .iter()
-            .map(|f| resolve(func.name(), schema, &qualifier, f).map(Expr::Column))
-            .collect::<DfResult<Vec<_>>>()?;
+        let mut args = if quals.iter().all(Option::is_none) {
+            if pinned {
+                return Ok(Transformed::no(Expr::ScalarFunction(ScalarFunction {
+                    func,
+                    args,
+                })));
+            }
+            args
+        } else {
+            if args.len() != 1 {
+                return plan_err!("{}(): a wildcard must be the only argument", func.name());
+            }
+            let qualifier = quals.into_iter().next().flatten().flatten();
+            model
+                .model
+                .features
+                .iter()
+                .map(|f| resolve(func.name(), schema, &qualifier, f).map(Expr::Column))
+                .collect::<DfResult<Vec<_>>>()?
+        };
+        args.push(Expr::Literal(
+            ScalarValue::Utf8(Some(digest_pin(&model.digest))),
+            None,
+        ));
         Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
             func,
-            args: cols,
+            args,
         })))
     }
 }
