@@ -175,7 +175,12 @@ fn load_through_datafusion(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let ctx = mmnet_arrow::sql::new_session_with(storage);
+    // One partition: files are read one after another in path order, so the rows (and the
+    // trained model) are the same on every run and from every store holding the same files.
+    let ctx = datafusion::prelude::SessionContext::new_with_config_rt(
+        datafusion::prelude::SessionConfig::new().with_target_partitions(1),
+        mmnet_arrow::sql::store::runtime_env(storage)?,
+    );
     let mut stream = rt.block_on(mmnet_arrow::sql::read_table(&ctx, location))?;
     let schema = stream.schema();
     let source = std::path::Path::new(location);

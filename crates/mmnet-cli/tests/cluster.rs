@@ -1,7 +1,10 @@
-//! `mmnet sql --cluster`: a Ballista scheduler and two executors started as separate `mmnet`
-//! processes on 127.0.0.1, against local `mmnet sql` on the same files.
+//! Scaling out: `mmnet sql --cluster` (a Ballista scheduler and two executors started as
+//! separate `mmnet` processes on 127.0.0.1) against local `mmnet sql` on the same files, and
+//! `s3://` tables (moto's S3 server) against the same files read locally.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod s3_support;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,11 +18,23 @@ fn bin() -> &'static str {
 }
 
 fn mmnet(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("run mmnet")
+    mmnet_env(args, &[])
+}
+
+fn mmnet_env(args: &[&str], env: &[(String, String)]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run mmnet")
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = mmnet(args);
+    ok_env(args, &[])
+}
+
+fn ok_env(args: &[&str], env: &[(String, String)]) -> String {
+    let out = mmnet_env(args, env);
     assert!(
         out.status.success(),
         "mmnet {args:?} failed:\n{}",
@@ -162,26 +177,48 @@ fn write_csv(dir: &Path) -> PathBuf {
 }
 
 fn train(dir: &Path, csv: &Path, name: &str, seed: &str) -> PathBuf {
+    train_from(dir, p(csv), name, seed, "id", &[])
+}
+
+/// A model trained on the table at `location` (a file, directory or URL).
+fn train_from(
+    dir: &Path,
+    location: &str,
+    name: &str,
+    seed: &str,
+    exclude: &str,
+    env: &[(String, String)],
+) -> PathBuf {
     let model = dir.join(name);
-    ok(&[
-        "train",
-        "--data",
-        p(csv),
-        "--exclude",
-        "id",
-        "--out",
-        p(&model),
-        "--epochs",
-        "2",
-        "--memory-size",
-        "8",
-        "--ensemble",
-        "1",
-        "--seed",
-        seed,
-        "--quiet",
-    ]);
+    ok_env(
+        &[
+            "train",
+            "--data",
+            location,
+            "--exclude",
+            exclude,
+            "--out",
+            p(&model),
+            "--epochs",
+            "2",
+            "--memory-size",
+            "8",
+            "--ensemble",
+            "1",
+            "--seed",
+            seed,
+            "--quiet",
+        ],
+        env,
+    );
     model
+}
+
+fn digest(model: &Path) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
+            .unwrap();
+    v["weights"]["sha256"].as_str().unwrap().to_string()
 }
 
 /// The CSV split into four Parquet files under hive-style partitions of a directory.
@@ -199,7 +236,7 @@ fn parquet_dir(dir: &Path, csv: &Path, model: &Path) -> PathBuf {
             &format!("t={}", p(csv)),
             "--output",
             p(&out),
-            &format!("SELECT id, a, b, c FROM t WHERE id % 4 = {k}"),
+            &format!("SELECT id, a, b, c, label FROM t WHERE id % 4 = {k}"),
         ]);
     }
     root
@@ -300,12 +337,6 @@ fn an_executor_with_another_model_is_refused_and_npz_tables_too() {
     let other = train(dir.path(), &csv, "other", "8");
     let table = parquet_dir(dir.path(), &csv, &model);
     let table_arg = format!("readings={}", p(&table));
-    let digest = |m: &Path| -> String {
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(m.join("manifest.json")).unwrap())
-                .unwrap();
-        v["weights"]["sha256"].as_str().unwrap().to_string()
-    };
     let (dm, dother) = (digest(&model), digest(&other));
     assert_ne!(dm, dother);
 
@@ -358,4 +389,139 @@ fn an_executor_with_another_model_is_refused_and_npz_tables_too() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("expected df://HOST:PORT"), "{err}");
+}
+
+/// Train from and score a partitioned Parquet directory under `s3://` (uploaded by
+/// `mmnet sql --output s3://...`), scores written back to `s3://`: the same model and the
+/// same scores as from the local copy of the files.
+#[test]
+fn train_and_score_a_partitioned_directory_in_s3_like_local_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_csv(dir.path());
+    let seed_model = train(dir.path(), &csv, "seed-model", "7");
+    let local = parquet_dir(dir.path(), &csv, &seed_model);
+    let s3 = s3_support::S3::start(dir.path(), "telemetry");
+    let env = s3.env();
+    for k in 0..4 {
+        let file = local.join(format!("shard={k}/part.parquet"));
+        let out = ok_env(
+            &[
+                "sql",
+                "--model",
+                p(&seed_model),
+                "--table",
+                &format!("t={}", p(&file)),
+                "--output",
+                &format!("s3://telemetry/readings/shard={k}/part.parquet"),
+                "SELECT * FROM t",
+            ],
+            &env,
+        );
+        assert!(out.contains("500 rows written"), "{out}");
+    }
+
+    // The same rows train the same model, from either place.
+    let from_s3 = train_from(
+        dir.path(),
+        "s3://telemetry/readings/",
+        "m-s3",
+        "3",
+        "id,shard",
+        &env,
+    );
+    let from_local = train_from(dir.path(), p(&local), "m-local", "3", "id,shard", &[]);
+    assert_eq!(digest(&from_s3), digest(&from_local));
+
+    // Score from s3 into s3, read it back; score the local copy locally.
+    let out = ok_env(
+        &[
+            "score",
+            "--model",
+            p(&from_s3),
+            "--input",
+            "s3://telemetry/readings/",
+            "--output",
+            "s3://telemetry/scored/all.parquet",
+        ],
+        &env,
+    );
+    assert!(out.contains("2000 rows written"), "{out}");
+    let back = dir.path().join("back.csv");
+    ok_env(
+        &[
+            "sql",
+            "--model",
+            p(&from_s3),
+            "--table",
+            "o=s3://telemetry/scored/all.parquet",
+            "--output",
+            p(&back),
+            "SELECT id, mmnet_score, is_anomaly, shard FROM o",
+        ],
+        &env,
+    );
+    let local_scored = dir.path().join("local.parquet");
+    ok(&[
+        "score",
+        "--model",
+        p(&from_local),
+        "--input",
+        p(&local),
+        "--output",
+        p(&local_scored),
+    ]);
+    let local_csv = dir.path().join("local.csv");
+    ok(&[
+        "sql",
+        "--model",
+        p(&from_local),
+        "--table",
+        &format!("o={}", p(&local_scored)),
+        "--output",
+        p(&local_csv),
+        "SELECT id, mmnet_score, is_anomaly FROM o",
+    ]);
+    let (a, b) = (read_scores(&local_csv), read_scores(&back));
+    assert_eq!(a.len(), 2000);
+    assert_eq!(a, b, "scores from s3 differ from the local files'");
+    // The partition column came along from the path.
+    let text = std::fs::read_to_string(&back).unwrap();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let id: u64 = f[0].parse().unwrap();
+        assert_eq!(f[3], (id % 4).to_string(), "{line}");
+    }
+
+    // Bad settings and places are clear errors.
+    let err = mmnet_env(
+        &[
+            "sql",
+            "--model",
+            p(&from_s3),
+            "--table",
+            "o=s3://telemetry/nothing-here/",
+            "--storage-option",
+            "colour=blue",
+            "SELECT 1",
+        ],
+        &env,
+    );
+    let e = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        !err.status.success() && e.contains("unknown key `colour`"),
+        "{e}"
+    );
+    let err = mmnet_env(
+        &[
+            "train",
+            "--data",
+            "s3://telemetry/nothing-here/",
+            "--out",
+            "/tmp/never",
+        ],
+        &env,
+    );
+    let e = String::from_utf8_lossy(&err.stderr);
+    assert!(!err.status.success() && e.contains("nothing-here"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
 }

@@ -9,80 +9,21 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod kafka_support;
+mod s3_support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kafka_support::*;
+use s3_support::S3;
 
-/// moto's S3 server on a free port with one bucket; killed on drop.
-struct S3(Child, u16);
-
-impl S3 {
-    fn start(dir: &std::path::Path) -> S3 {
-        let bin = root().join(".tools/moto-venv/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "moto not found at {}: run scripts/install-deps.sh",
-            bin.display()
-        );
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("moto.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            // CreateBucket: PUT /BUCKET (moto does not check signatures).
-            let r = http_request(&format!("127.0.0.1:{port}"), "PUT", "/tansu");
-            if r.contains(" 200 ") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "moto did not start: {r}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        S3(child, port)
+/// Tansu on moto's S3: durable across broker restarts.
+fn broker_opts(s3: &S3) -> BrokerOpts {
+    BrokerOpts {
+        storage: Some("s3://tansu/".into()),
+        env: s3.env(),
+        ..Default::default()
     }
-
-    fn broker_opts(&self) -> BrokerOpts {
-        BrokerOpts {
-            storage: Some("s3://tansu/".into()),
-            env: [
-                ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.1)),
-                ("AWS_ALLOW_HTTP", "true".into()),
-                ("AWS_ACCESS_KEY_ID", "test".into()),
-                ("AWS_SECRET_ACCESS_KEY", "test".into()),
-                ("AWS_DEFAULT_REGION", "us-east-1".into()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-            ..Default::default()
-        }
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http_request(addr: &str, method: &str, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 /// `mmnet produce` in the background (it must ride out the broker's restarts too).
@@ -114,8 +55,8 @@ fn produce_bg(broker: &Broker, topic: &str, rows: usize, rate: usize) -> Child {
 fn broker_sigkill_and_30s_outage_lose_nothing() {
     let dir = workdir();
     let d = dir.path();
-    let s3 = S3::start(d);
-    let mut broker = Broker::start_with(d, s3.broker_opts());
+    let s3 = S3::start(d, "tansu");
+    let mut broker = Broker::start_with(d, broker_opts(&s3));
     broker.create_topic("f-in", 2);
     broker.create_topic("f-out", 2);
     let mut extra = group_args("f-in", "f-out", "faults");
