@@ -13,7 +13,7 @@ TANSU := .tools/bin/tansu
 
 
 .PHONY: python test-python bench-python loop fuzz soak test-sasl
-.PHONY: all build release test lint fmt demo experiment peers accuracy accuracy-bf16 bench bench-bf16 bench-latency bench-sql bench-kafka tansu clean deps
+.PHONY: all build release test lint fmt demo experiment peers accuracy accuracy-bf16 bench bench-bf16 bench-latency bench-cluster bench-sql bench-kafka tansu clean deps
 
 all: build
 
@@ -142,6 +142,11 @@ clean:
 bench-latency: release tansu
 	$(CARGO) build --release -p mmnet-kafka --example noop_pipe
 	@bash benches/latency.sh "$(MMNET_RELEASE)" "$(OUT)/bench-latency"
+
+## bench-cluster: rows/s of one query over a 10M-row Parquet directory through `mmnet sql`,
+## a 1-executor and a 2-executor Ballista cluster on this machine (benches/cluster.sh).
+bench-cluster: release
+	@bash benches/cluster.sh "$(MMNET_RELEASE)" "$(OUT)/bench-cluster"
 
 ## bench-python: rows/s of the Python binding's Model.score on a 1M x 122 pyarrow Table next
 ## to the Rust kernel and PyTorch on the same weights, in one run (benches/python_score.py).

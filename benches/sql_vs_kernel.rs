@@ -91,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mem",
         Arc::new(MemTable::try_new(schema.clone(), partitions)?),
     )?;
-    rt.block_on(register_table(&ctx, "pq", &pq))?;
+    rt.block_on(register_table(&ctx, "pq", &pq.to_string_lossy()))?;
 
     let sql = |table: &str| -> Result<f64, Box<dyn std::error::Error>> {
         let q = format!("SELECT count(mmnet_score(*)) FROM {table}");
