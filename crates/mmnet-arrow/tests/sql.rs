@@ -129,6 +129,20 @@ async fn floats(ctx: &SessionContext, sql: &str) -> Vec<Option<f32>> {
         .collect()
 }
 
+/// `EXPLAIN sql` as text.
+async fn explain(ctx: &SessionContext, sql: &str) -> String {
+    let plan = ctx
+        .sql(&format!("EXPLAIN {sql}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string()
+}
+
 async fn plan_error(ctx: &SessionContext, sql: &str) -> String {
     match ctx.sql(sql).await {
         Err(e) => e.to_string(),
@@ -405,16 +419,7 @@ async fn parquet_table_on_shipped_data_matches_core() {
         assert_eq!(a.unwrap(), *b);
     }
     // Projection pushdown: the scan reads the features, not every column.
-    let plan = ctx
-        .sql("EXPLAIN SELECT mmnet_score(*) FROM spam")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&plan)
-        .unwrap()
-        .to_string();
+    let text = explain(&ctx, "SELECT mmnet_score(*) FROM spam").await;
     assert!(
         text.contains("DataSourceExec") && !text.contains("label"),
         "{text}"
@@ -433,16 +438,11 @@ async fn model_calls_are_pinned_to_the_planning_models_digest() {
     assert_ne!(d1, d2);
     let ctx = session(&[("mmnet", m1.clone())]).await;
     // The rewrite adds the pin to wildcard and explicit calls alike.
-    let plan = ctx
-        .sql("EXPLAIN SELECT mmnet_score(*), mmnet_is_anomaly(a, b, c) FROM readings")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&plan)
-        .unwrap()
-        .to_string();
+    let text = explain(
+        &ctx,
+        "SELECT mmnet_score(*), mmnet_is_anomaly(a, b, c) FROM readings",
+    )
+    .await;
     let pin = mmnet_arrow::sql::udf::digest_pin(&d1);
     assert!(text.matches(&pin).count() >= 2, "{text}");
     // A query that carries its own (matching) pin scores as before; the output name is the

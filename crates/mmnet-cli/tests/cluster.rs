@@ -116,19 +116,24 @@ fn wait_listening(port: u16, what: &Proc) {
     }
 }
 
+/// `mmnet cluster ROLE --model MODEL EXTRA...`, logging into `dir/LOG`.
+fn cluster_proc(dir: &Path, role: &str, model: &Path, extra: &[String], log: &str) -> Proc {
+    let mut args: Vec<String> = vec!["cluster".into(), role.into(), "--model".into()];
+    args.push(p(model).into());
+    args.extend_from_slice(extra);
+    Proc::start(&args, dir.join(log))
+}
+
 /// A scheduler for `model`, on a free port.
 fn scheduler(dir: &Path, model: &Path) -> (Proc, u16) {
     let port = free_port();
-    let mut s = Proc::start(
-        &[
-            "cluster".into(),
-            "scheduler".into(),
-            "--model".into(),
-            p(model).into(),
-            "--bind".into(),
-            format!("127.0.0.1:{port}"),
-        ],
-        dir.join(format!("scheduler-{port}.log")),
+    let bind = vec!["--bind".into(), format!("127.0.0.1:{port}")];
+    let mut s = cluster_proc(
+        dir,
+        "scheduler",
+        model,
+        &bind,
+        &format!("scheduler-{port}.log"),
     );
     wait_listening(port, &s);
     s.wait_for("listening");
@@ -139,24 +144,24 @@ fn scheduler(dir: &Path, model: &Path) -> (Proc, u16) {
 fn executor(dir: &Path, model: &Path, sport: u16, name: &str) -> Proc {
     let (grpc, flight) = (free_port(), free_port());
     let work = dir.join(format!("work-{name}"));
-    let mut e = Proc::start(
-        &[
-            "cluster".into(),
-            "executor".into(),
-            "--model".into(),
-            p(model).into(),
-            "--scheduler".into(),
-            format!("127.0.0.1:{sport}"),
-            "--bind".into(),
-            format!("127.0.0.1:{grpc}"),
-            "--flight-port".into(),
-            flight.to_string(),
-            "--work-dir".into(),
-            p(&work).into(),
-            "--concurrency".into(),
-            "2".into(),
-        ],
-        dir.join(format!("executor-{name}.log")),
+    let extra = [
+        "--scheduler".into(),
+        format!("127.0.0.1:{sport}"),
+        "--bind".into(),
+        format!("127.0.0.1:{grpc}"),
+        "--flight-port".into(),
+        flight.to_string(),
+        "--work-dir".into(),
+        p(&work).into(),
+        "--concurrency".into(),
+        "2".into(),
+    ];
+    let mut e = cluster_proc(
+        dir,
+        "executor",
+        model,
+        &extra,
+        &format!("executor-{name}.log"),
     );
     e.wait_for("registration succeed");
     e
@@ -257,6 +262,45 @@ fn read_scores(path: &Path) -> HashMap<i64, (f64, bool)> {
     rows
 }
 
+/// id -> [mmnet_score, s_sum, s_kl, is_anomaly (0/1)] from a CSV written by `mmnet score`,
+/// columns found by name.
+fn score_columns(path: &Path) -> HashMap<i64, [f64; 4]> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|h| h.trim_matches('"').to_string())
+        .collect();
+    let col = |n: &str| {
+        header
+            .iter()
+            .position(|h| h == n)
+            .unwrap_or_else(|| panic!("{n}"))
+    };
+    let idx = [
+        col("id"),
+        col("mmnet_score"),
+        col("s_sum"),
+        col("s_kl"),
+        col("is_anomaly"),
+    ];
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').map(|v| v.trim_matches('"')).collect();
+            let v = |k: usize| -> f64 {
+                match f[idx[k]] {
+                    "true" => 1.0,
+                    "false" => 0.0,
+                    x => x.parse().unwrap(),
+                }
+            };
+            (f[idx[0]].parse().unwrap(), [v(1), v(2), v(3), v(4)])
+        })
+        .collect()
+}
+
 const QUERY: &str = "SELECT id, mmnet_score(*) AS s, mmnet_is_anomaly(*) AS flagged FROM readings";
 
 #[test]
@@ -318,6 +362,42 @@ fn the_cluster_scores_every_row_once_like_local_sql() {
         "SELECT count(*) AS n, sum(CAST(mmnet_is_anomaly(*) AS INT)) AS flagged FROM readings",
     ]);
     assert!(shown.contains("| 2000"), "{shown}");
+    // `mmnet score --cluster` writes the four columns of the local file scorer, equal to it.
+    let by_cluster = dir.path().join("scored-cluster.csv");
+    let by_file = dir.path().join("scored-file.csv");
+    ok(&[
+        "score",
+        "--cluster",
+        &url,
+        "--model",
+        p(&model),
+        "--input",
+        p(&table),
+        "--output",
+        p(&by_cluster),
+    ]);
+    ok(&[
+        "score",
+        "--model",
+        p(&model),
+        "--input",
+        p(&csv),
+        "--output",
+        p(&by_file),
+        "--quiet",
+    ]);
+    let (c, f) = (score_columns(&by_cluster), score_columns(&by_file));
+    assert_eq!(c.len(), 2000);
+    for (id, want) in &f {
+        let got = &c[id];
+        for k in 0..3 {
+            assert!(
+                (got[k] - want[k]).abs() <= 1e-6,
+                "id {id} column {k}: {got:?} vs {want:?}"
+            );
+        }
+        assert_eq!(got[3], want[3], "id {id} is_anomaly");
+    }
     e1.wait_for("Execute task");
     e2.wait_for("Execute task");
     for e in [&e1, &e2] {
