@@ -106,7 +106,7 @@ pub async fn session(
                 .await
                 .with_context(|| format!("connecting to the cluster at {url}"))?
         }
-        None => mmnet_arrow::sql::new_session_with(&placement.storage),
+        None => mmnet_arrow::sql::new_session_with(&placement.storage)?,
     };
     let mut registry = ModelRegistry::default();
     let mut sources = Vec::new();

@@ -179,7 +179,7 @@ fn load_through_datafusion(
     // trained model) are the same on every run and from every store holding the same files.
     let ctx = datafusion::prelude::SessionContext::new_with_config_rt(
         datafusion::prelude::SessionConfig::new().with_target_partitions(1),
-        mmnet_arrow::sql::store::runtime_env(storage)?,
+        mmnet_arrow::sql::store::runtime_env(storage, None)?,
     );
     let mut stream = rt.block_on(mmnet_arrow::sql::read_table(&ctx, location))?;
     let schema = stream.schema();

@@ -3,26 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod cli_support;
+
+use cli_support::{mmnet, ok, p};
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn mmnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmnet"))
-        .args(args)
-        .output()
-        .expect("run mmnet")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = mmnet(args);
-    assert!(
-        out.status.success(),
-        "mmnet {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use std::process::Command;
 
 /// Runs a command that must fail; returns its stderr, which must be one clear error.
 fn fails(args: &[&str], needles: &[&str]) -> String {
@@ -136,10 +123,6 @@ fn train_fails(csv: &Path, needles: &[&str]) {
         ],
         needles,
     );
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]
@@ -519,7 +502,7 @@ fn sql_over_tables_one_shot_output_and_prompt() {
     assert!(out.contains("| 200 |"), "{out}");
     // Interactive prompt fed from stdin: multi-line statement, an error that does not end
     // the session, then quit.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mmnet"))
+    let mut child = Command::new(cli_support::bin())
         .args(["sql", "--model", p(&model), "--table", &table])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -939,7 +922,7 @@ fn sql_prompt_reloads_models_from_their_paths() {
     let link = dir.path().join("current");
     std::os::unix::fs::symlink(&a, &link).unwrap();
     let table = format!("readings={}", p(&csv));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mmnet"))
+    let mut child = Command::new(cli_support::bin())
         .args(["sql", "--model", p(&link), "--table", &table])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

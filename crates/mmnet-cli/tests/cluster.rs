@@ -4,48 +4,17 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod cli_support;
 mod s3_support;
+
+use cli_support::{bin, mmnet, mmnet_env, ok, ok_env, p};
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mmnet")
-}
-
-fn mmnet(args: &[&str]) -> Output {
-    mmnet_env(args, &[])
-}
-
-fn mmnet_env(args: &[&str], env: &[(String, String)]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("run mmnet")
-}
-
-fn ok(args: &[&str]) -> String {
-    ok_env(args, &[])
-}
-
-fn ok_env(args: &[&str], env: &[(String, String)]) -> String {
-    let out = mmnet_env(args, env);
-    assert!(
-        out.status.success(),
-        "mmnet {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

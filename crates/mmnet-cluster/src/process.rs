@@ -17,7 +17,7 @@ use mmnet_arrow::sql::StorageOptions;
 use ballista::prelude::SessionConfigExt;
 
 use crate::models::LoadedModels;
-use crate::session::{model_state, runtime};
+use crate::session::model_state;
 use crate::{ClusterError, Result};
 
 /// How to run a scheduler.
@@ -87,14 +87,9 @@ pub struct ExecutorOptions {
 
 /// Runs an executor until the process is stopped.
 pub async fn executor(o: ExecutorOptions) -> Result<()> {
-    let work_dir = match &o.work_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)
-                .map_err(|e| ClusterError::Config(format!("--work-dir {}: {e}", d.display())))?;
-            d.clone()
-        }
-        None => std::env::temp_dir().join(format!("mmnet-executor-{}", std::process::id())),
-    };
+    let work_dir = o.work_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("mmnet-executor-{}", std::process::id()))
+    });
     std::fs::create_dir_all(&work_dir)
         .map_err(|e| ClusterError::Config(format!("work dir {}: {e}", work_dir.display())))?;
     let state = model_state(
@@ -107,7 +102,8 @@ pub async fn executor(o: ExecutorOptions) -> Result<()> {
     let storage = o.storage.clone();
     let wd = work_dir.clone();
     let runtime_producer = Arc::new(move |_: &SessionConfig| {
-        runtime(&storage, Some(&wd)).map_err(|e| DataFusionError::External(Box::new(e)))
+        mmnet_arrow::sql::store::runtime_env(&storage, Some(&wd))
+            .map_err(|e| DataFusionError::External(Box::new(e)))
     });
     let wd_text = work_dir
         .to_str()

@@ -2,30 +2,16 @@
 //! session on a cluster.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use mmnet_arrow::sql::{ModelRegistry, StorageOptions, StoreRegistry};
+use mmnet_arrow::sql::store::runtime_env;
+use mmnet_arrow::sql::{ModelRegistry, StorageOptions};
 
 use crate::models::LoadedModels;
 use crate::{ClusterError, Result};
-
-/// A runtime reading object stores with `storage`, spilling under `work_dir` if given.
-pub(crate) fn runtime(
-    storage: &StorageOptions,
-    work_dir: Option<&Path>,
-) -> Result<Arc<RuntimeEnv>> {
-    let mut b = RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::new(StoreRegistry::new(storage.clone())));
-    if let Some(d) = work_dir {
-        b = b.with_temp_file_path(d);
-    }
-    Ok(b.build_arc()?)
-}
 
 /// A Ballista session state (Ballista's functions and optimizer rules, as its own
 /// `default_session_builder` makes) with `models`' functions and `*` rewrite, and object
@@ -43,7 +29,7 @@ pub fn model_state(
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
-        .with_runtime_env(runtime(storage, work_dir)?)
+        .with_runtime_env(runtime_env(storage, work_dir)?)
         .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
         .with_scalar_functions(ballista_scalar_functions())
         .with_aggregate_functions(ballista_aggregate_functions())
@@ -70,7 +56,7 @@ pub async fn remote_session(url: &str, storage: &StorageOptions) -> Result<Sessi
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(SessionConfig::new_with_ballista())
-        .with_runtime_env(runtime(storage, None)?)
+        .with_runtime_env(runtime_env(storage, None)?)
         .build();
     Ok(SessionContext::remote_with_state(url, state).await?)
 }

@@ -23,19 +23,21 @@ use crate::format::FileFormat;
 /// last row groups of a file spread over more streams. Measured on 1M rows x 122 features
 /// over Parquet: docs/BENCHMARKS.md.
 pub fn new_session() -> SessionContext {
-    new_session_with(&StorageOptions::default())
+    SessionContext::new_with_config(session_config())
 }
 
 /// [`new_session`] reading and writing object stores with `options`.
-pub fn new_session_with(options: &StorageOptions) -> SessionContext {
+pub fn new_session_with(options: &StorageOptions) -> Result<SessionContext> {
+    Ok(SessionContext::new_with_config_rt(
+        session_config(),
+        runtime_env(options, None)?,
+    ))
+}
+
+/// Two partitions per core (see [`new_session`]).
+fn session_config() -> SessionConfig {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let config = SessionConfig::new().with_target_partitions(2 * cores);
-    match runtime_env(options) {
-        Ok(rt) => SessionContext::new_with_config_rt(config, rt),
-        // Building a runtime without a memory limit or disk manager does not fail; if it
-        // ever does, local files still work through the default runtime.
-        Err(_) => SessionContext::new_with_config(config),
-    }
+    SessionConfig::new().with_target_partitions(2 * cores)
 }
 
 /// Registers models on a session, each under its own name.
@@ -280,12 +282,16 @@ async fn register_listing(
     use datafusion::datasource::listing::{
         ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
     };
-    let lower = location.to_ascii_lowercase();
-    let is_file = lower.ends_with(".parquet") || lower.ends_with(".pq") || lower.ends_with(".csv");
-    let ext = if is_file {
-        if lower.ends_with(".csv") { ".csv" } else { "" }
-    } else {
-        dir_extension(location)
+    // A name with a table file's extension is one object; anything else is a prefix.
+    let (is_file, ext) = match FileFormat::from_path(Path::new(location), false) {
+        Ok(FileFormat::Parquet) => (true, ""),
+        Ok(FileFormat::Csv) => (true, ".csv"),
+        Ok(FileFormat::Npz) => {
+            return datafusion::common::plan_err!(
+                "{location}: NPZ tables are read from local files only; convert it to Parquet"
+            );
+        }
+        Err(_) => (false, dir_extension(location)),
     };
     // A prefix without the trailing slash would be taken for one object.
     let location = if is_file || location.ends_with('/') {

@@ -148,11 +148,18 @@ impl ObjectStoreRegistry for StoreRegistry {
     }
 }
 
-/// A runtime whose object stores come from a [`StoreRegistry`] with `options`.
-pub fn runtime_env(options: &StorageOptions) -> Result<Arc<RuntimeEnv>> {
-    RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::new(StoreRegistry::new(options.clone())))
-        .build_arc()
+/// A runtime whose object stores come from a [`StoreRegistry`] with `options`, spilling
+/// under `spill_dir` if given (a cluster executor's work directory).
+pub fn runtime_env(
+    options: &StorageOptions,
+    spill_dir: Option<&std::path::Path>,
+) -> Result<Arc<RuntimeEnv>> {
+    let mut b = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(StoreRegistry::new(options.clone())));
+    if let Some(d) = spill_dir {
+        b = b.with_temp_file_path(d);
+    }
+    b.build_arc()
         .map_err(|e| TableError::malformed("runtime", e.to_string()))
 }
 

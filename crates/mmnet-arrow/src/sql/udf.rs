@@ -152,7 +152,7 @@ impl ModelUdf {
 }
 
 /// The pinned digest of a call's last argument, from its planning-time constant.
-fn scalar_pin(v: Option<&datafusion::common::ScalarValue>) -> Option<&str> {
+pub(crate) fn scalar_pin(v: Option<&datafusion::common::ScalarValue>) -> Option<&str> {
     use datafusion::common::ScalarValue;
     match v {
         Some(

@@ -23,7 +23,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 
-use super::udf::{SharedModel, digest_pin, pinned_digest};
+use super::udf::{SharedModel, digest_pin, scalar_pin};
 
 /// Rewrites wildcard arguments of the UDFs of every registered model.
 /// The map is shared with the [`super::ModelRegistry`] that registered it, so a model
@@ -117,7 +117,7 @@ impl FunctionRewrite for ExpandModelWildcard {
         };
         let pinned = matches!(
             args.last(),
-            Some(Expr::Literal(ScalarValue::Utf8(Some(v)), _)) if pinned_digest(v).is_some()
+            Some(Expr::Literal(v, _)) if scalar_pin(Some(v)).is_some()
         );
         let quals: Vec<Option<Option<TableReference>>> =
             args.iter().map(wildcard_qualifier).collect();
