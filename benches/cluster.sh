@@ -32,7 +32,9 @@ per=$((ROWS / FILES))
 if [[ ! -f $TABLE/.done ]]; then
   say "table: $ROWS rows in $FILES files ($TABLE)"
   rm -rf "$TABLE"
-  reps=$(((per + 4600) / 4601))
+  src=$("$MMNET" sql --model "$OUT/model" --table s=data/spambase.parquet \
+    "SELECT count(*) AS n FROM s" | awk -F'|' 'NR == 4 { gsub(/ /, "", $2); print $2 }')
+  reps=$(((per + src - 1) / src))
   for ((k = 0; k < FILES; k++)); do
     mkdir -p "$TABLE/part=$k"
     "$MMNET" sql --model "$OUT/model" --table s=data/spambase.parquet \
@@ -93,6 +95,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 for l in local one two; do grep '^|' "$OUT/$l.out" | tail -1 | sed "s/^/$l: /"; done
+# Every path must have counted every row once.
+for l in local one two; do
+  n=$(awk -F'|' 'NR == 4 { gsub(/ /, "", $2); print $2 }' "$OUT/$l.out")
+  [[ $n == "$rows" ]] || { echo "$l counted $n rows, expected $rows" >&2; exit 1; }
+done
 
 python3 - "$OUT" "$rows" "${T[local]}" "${T[one]}" "${T[two]}" "$MMNET" "$FILES" <<'EOF'
 import statistics, sys, platform, subprocess

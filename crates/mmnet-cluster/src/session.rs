@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use ballista_core::config::BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -53,9 +54,17 @@ pub async fn remote_session(url: &str, storage: &StorageOptions) -> Result<Sessi
             "--cluster `{url}`: expected df://HOST:PORT (the scheduler's address)"
         )));
     }
+    // One input partition per task. Left unbounded, Ballista's scheduler packs as many
+    // partitions into one task as the executor has free slots, and those run on one task
+    // of the executor's runtime: scoring is CPU-bound inside the stream's poll, so a
+    // 2-slot executor scored on one core (measured by benches/cluster.sh: its tasks ran one
+    // after another, 1.55x the local time). One partition per task lets the executor's
+    // slots run tasks side by side.
+    let config =
+        SessionConfig::new_with_ballista().set_usize(BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK, 1);
     let state = SessionStateBuilder::new()
         .with_default_features()
-        .with_config(SessionConfig::new_with_ballista())
+        .with_config(config)
         .with_runtime_env(runtime_env(storage, None)?)
         .build();
     Ok(SessionContext::remote_with_state(url, state).await?)
