@@ -5,7 +5,7 @@
 # $OUT/results.md.
 #
 #   1. latency: records offered at RATE/s for SECONDS_AT_RATE s to a fresh topic while the
-#      pipe or the operator runs; a reader (poll() per message, fetch.wait.max.ms = 1) takes
+#      pipe or the operator runs; a reader (poll() per message, fetch.wait.max.ms = READER_WAIT_MS) takes
 #      arrival time minus the input's producer timestamp (both copy it onto their output),
 #      p50/p99 after the first 10 %. For mmnet also p50/p99 of mmnet_record_latency_seconds
 #      (its receipt of a message to the broker's acknowledgement of its score record), from
@@ -34,6 +34,7 @@ if [[ ! -x $VENV/bin/python ]]; then
   "$VENV/bin/pip" install --quiet 'confluent-kafka>=2.6' 'numpy>=1.26' 'safetensors>=0.4'
 fi
 PY="$VENV/bin/python benches/kafka_baseline.py"
+PROFILES=${PROFILES:-throughput low-latency}
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 B=127.0.0.1:$PORT
@@ -45,9 +46,16 @@ trap cleanup EXIT
 until (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do sleep 0.1; done
 topic() { $TANSU topic create --broker tcp://$B --partitions 3 "$1" >/dev/null; }
 X=(-X session.timeout.ms=6000 -X heartbeat.interval.ms=1000)
+# EXTRA_X="-X key=value ...": more client settings for the pipe and the operator alike.
+read -r -a EXTRA <<<"${EXTRA_X:-}"
+X+=("${EXTRA[@]}")
+# The reader's fetch.wait.max.ms (Tansu answers a fetch within it; see BENCHMARKS.md).
+READER_WAIT_MS=${READER_WAIT_MS:-10}
 
 say "model: Spambase (57 features), memory 32"
-"$MMNET" train --data data/spambase.parquet --memory-size 32 --epochs 20 --out "$OUT/model" --quiet
+# TRAIN_ARGS: e.g. "--ensemble 1" to measure one network instead of the default ensemble.
+read -r -a TRAIN <<<"${TRAIN_ARGS:-}"
+"$MMNET" train --data data/spambase.parquet --memory-size 32 --epochs 20 "${TRAIN[@]}" --out "$OUT/model" --quiet
 
 MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # start WHO PROFILE INPUT OUTPUT GROUP: in the background, pid in $pid.
@@ -65,7 +73,7 @@ stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 scrape() { python3 -c 'import sys,urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())' "http://127.0.0.1:$MPORT/metrics"; }
 
 L=$(( RATE * SECONDS_AT_RATE ))
-for profile in throughput low-latency; do
+for profile in $PROFILES; do
   for r in $(seq 1 "$ROUNDS_LAT"); do
     for who in pipe mmnet; do
       tag="${profile}_${who}_$r"
@@ -73,7 +81,7 @@ for profile in throughput low-latency; do
       topic "li_$tag"; topic "lo_$tag"
       start $who $profile "li_$tag" "lo_$tag" "lg_$tag"
       sleep 6 # group join, so the offered rate meets a running consumer
-      $PY measure --brokers $B --topic "lo_$tag" --n $L --warmup 0.1 --per-message --fetch-wait-ms 1 \
+      $PY measure --brokers $B --topic "lo_$tag" --n $L --warmup 0.1 --per-message --fetch-wait-ms "$READER_WAIT_MS" \
         >"$OUT/lat_$tag.json" &
       m=$!
       "$MMNET" produce --data data/spambase.parquet --brokers $B --topic "li_$tag" \
@@ -89,7 +97,7 @@ done
 topic tin
 say "produce $N JSON records for the throughput rounds"
 "$MMNET" produce --data data/spambase.parquet --brokers $B --topic tin --repeat $(( N / 4207 + 1 )) --limit $N >/dev/null
-for profile in throughput low-latency; do
+for profile in $PROFILES; do
   for r in $(seq 1 "$ROUNDS"); do
     for who in pipe mmnet; do
       tag="${profile}_${who}_$r"
@@ -102,4 +110,4 @@ for profile in throughput low-latency; do
   done
 done
 
-python3 benches/latency_report.py "$OUT" "$RATE" "$ROUNDS" "$ROUNDS_LAT" "$N"
+PROFILES="$PROFILES" python3 benches/latency_report.py "$OUT" "$RATE" "$ROUNDS" "$ROUNDS_LAT" "$N"

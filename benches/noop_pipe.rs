@@ -7,12 +7,14 @@
 //!
 //! usage: noop_pipe --brokers HOST:PORT --input TOPIC --output TOPIC --group G
 //!                  [--profile throughput|low-latency] [-X key=value ...]
-//! Runs until SIGINT/SIGTERM; prints the records piped on exit.
+//! Runs until SIGINT/SIGTERM; prints the records piped on exit, and the p50/p99 of each copy's
+//! send-to-acknowledgement time (the producer and broker leg that `mmnet_record_latency_seconds`
+//! also contains), so the operator's figure can be read against what the clients alone take.
 
 #![allow(clippy::print_stderr)] // a benchmark tool: its report goes to stderr
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mmnet_kafka::clients::{consumer_config, producer_config};
 use mmnet_kafka::{OperatorConfig, Profile};
@@ -77,7 +79,8 @@ async fn main() {
     // Deliveries in input order; an offset is stored once its copy is acknowledged, as the
     // operator does at least once. Bounded like the operator's in-flight batches.
     let limit = cfg.batch.max_in_flight * cfg.batch.max_messages;
-    let mut pending: VecDeque<(i32, i64, DeliveryFuture)> = VecDeque::new();
+    let mut pending: VecDeque<(i32, i64, Instant, DeliveryFuture)> = VecDeque::new();
+    let mut acked: Vec<f64> = Vec::new();
     let mut piped = 0u64;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
@@ -104,19 +107,31 @@ async fn main() {
                     r = r.timestamp(t);
                 }
                 match producer.send_result(r) {
-                    Ok(f) => pending.push_back((m.partition(), m.offset(), f)),
+                    Ok(f) => pending.push_back((m.partition(), m.offset(), Instant::now(), f)),
                     Err((e, _)) => eprintln!("produce error: {e}"),
                 }
             }
-            done = async { (&mut pending.front_mut().expect("guarded").2).await }, if !pending.is_empty() => {
-                let (p, o, _) = pending.pop_front().expect("guarded");
+            done = async { (&mut pending.front_mut().expect("guarded").3).await }, if !pending.is_empty() => {
+                let (p, o, sent, _) = pending.pop_front().expect("guarded");
                 if matches!(done, Ok(Ok(_))) {
                     piped += 1;
+                    acked.push(sent.elapsed().as_secs_f64() * 1e3);
                     let _ = consumer.store_offset(&cfg.kafka.input_topic, p, o);
                 }
             }
         }
     }
     let _ = producer.flush(Duration::from_secs(10));
-    eprintln!("noop_pipe: {piped} records piped");
+    acked.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        acked
+            .get(((acked.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    eprintln!(
+        "noop_pipe: {piped} records piped; send to acknowledgement p50 {:.2} ms, p99 {:.2} ms",
+        q(0.5),
+        q(0.99)
+    );
 }

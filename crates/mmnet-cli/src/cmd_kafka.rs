@@ -109,7 +109,7 @@ pub enum InputFormatArg {
 pub enum ProfileArg {
     /// Records/s first: batches of up to 1024 messages lingering 20 ms.
     Throughput,
-    /// Latency first: no lingering, 1 ms fetch waits, producer linger.ms = 0.
+    /// Latency first: no lingering, 10 ms fetch waits, producer linger.ms = 0.
     LowLatency,
 }
 

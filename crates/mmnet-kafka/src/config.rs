@@ -90,9 +90,14 @@ impl Profile {
         match self {
             Profile::Throughput => &[],
             // The broker holds a fetch until fetch.min.bytes (1) or this: the default 500 ms
-            // is harmless on a broker that answers as soon as data arrives, and is the
-            // latency on one that does not.
-            Profile::LowLatency => &[("fetch.wait.max.ms", "1")],
+            // is harmless on a broker that answers as soon as data arrives (Apache Kafka),
+            // and is the latency on one that polls its storage within the wait (Tansu).
+            // Not 1 ms: Tansu (the pinned build) lists a partition's stored batches within
+            // the fetch's wait and answers empty once that takes longer, which with 1 ms
+            // stopped a consumer for good after ~4,000 single-record batches a partition
+            // (benches/latency.sh, docs/BENCHMARKS.md); 10 ms moves that ten times further
+            // out and costs an idle consumer 100 fetches a second.
+            Profile::LowLatency => &[("fetch.wait.max.ms", "10")],
         }
     }
 
@@ -508,7 +513,7 @@ const TEMPLATE: &str = r#"# mmnet kafka: pipeline configuration. Every field sho
 
 # "throughput" or "low-latency" (--profile): defaults for [batch] and for librdkafka.
 # low-latency: [batch] linger_ms = 0, max_messages = 256, max_in_flight = 16; consumer
-# fetch.wait.max.ms = 1; producer linger.ms = 0. Anything set below, in [librdkafka],
+# fetch.wait.max.ms = 10; producer linger.ms = 0. Anything set below, in [librdkafka],
 # [consumer], [producer] or on the command line wins over the profile.
 profile = "throughput"
 
@@ -688,7 +693,7 @@ mod tests {
         );
         assert_eq!(c.batch.max_bytes, BatchSection::default().max_bytes);
         let consumer = crate::clients::consumer_config(&c, &[]);
-        assert_eq!(consumer.get("fetch.wait.max.ms"), Some("1"));
+        assert_eq!(consumer.get("fetch.wait.max.ms"), Some("10"));
         let producer = crate::clients::producer_config(&c, &[], None);
         assert_eq!(producer.get("linger.ms"), Some("0"));
 
