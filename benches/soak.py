@@ -95,6 +95,12 @@ def main():
     ap.add_argument("--rate", type=int, default=4000)
     ap.add_argument("--out", required=True)
     ap.add_argument("--interval", type=float, default=10)
+    # The producer's linger.ms. Tansu's fetch lists every stored batch of a partition (see
+    # docs/BENCHMARKS.md), so its CPU grows with the number of batches, not of records: a
+    # producer sending 2-3 records a batch (librdkafka's 5 ms at 2,000/s over 4 partitions)
+    # saturated the broker within the soak. 100 ms (~50 records a batch) is what a batching
+    # gateway sends; --produce-linger-ms 5 repeats the earlier runs.
+    ap.add_argument("--produce-linger-ms", type=int, default=100)
     ap.add_argument("--from-csv", action="store_true",
                     help="only redraw soak.png and summary.md from OUT/soak.csv "
                          "(with --produced and --scored)")
@@ -142,7 +148,7 @@ def main():
         prod = subprocess.Popen(
             [a.mmnet, "produce", "--data", str(ROOT / "data/spambase.parquet"), "--brokers", brokers,
              "--topic", "soak-in", "--rate", str(a.rate), "--repeat", str(repeat),
-             "--limit", str(rows)],
+             "--limit", str(rows), "-X", f"linger.ms={a.produce_linger_ms}"],
             stdout=open(work / "produce.out", "w"), stderr=open(work / "produce.log", "w"))
         procs.append(prod)
 
@@ -252,7 +258,7 @@ def summarise(out, rows, a, produced, scored, dead, prod_rc):
     med = lambda xs: sorted(xs)[len(xs) // 2] if xs else float("nan")
     cpu = [r[2] for r in after if r[2] != ""]
     lines = [
-        f"# Soak: {a.rate} records/s for {a.minutes:g} min",
+        f"# Soak: {a.rate} records/s for {a.minutes:g} min (producer linger.ms {a.produce_linger_ms})",
         "",
         f"- produced: {produced if produced is not None else f'producer failed ({prod_rc})'}; "
         f"scored: {int(scored)}; dead letters: {int(dead)}; "
