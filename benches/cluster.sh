@@ -27,13 +27,16 @@ if [[ ! -f $OUT/model/manifest.json ]]; then
   "$MMNET" train --data data/spambase.parquet --out "$OUT/model" --quiet
 fi
 
+# first_cell: the first column of the first row of `mmnet sql`'s table output on stdin.
+first_cell() { awk -F'|' 'NR == 4 { gsub(/ /, "", $2); print $2 }'; }
+
 TABLE=$OUT/table-$ROWS-$FILES
 per=$((ROWS / FILES))
 if [[ ! -f $TABLE/.done ]]; then
   say "table: $ROWS rows in $FILES files ($TABLE)"
   rm -rf "$TABLE"
   src=$("$MMNET" sql --model "$OUT/model" --table s=data/spambase.parquet \
-    "SELECT count(*) AS n FROM s" | awk -F'|' 'NR == 4 { gsub(/ /, "", $2); print $2 }')
+    "SELECT count(*) AS n FROM s" | first_cell)
   reps=$(((per + src - 1) / src))
   for ((k = 0; k < FILES; k++)); do
     mkdir -p "$TABLE/part=$k"
@@ -97,7 +100,7 @@ done
 for l in local one two; do grep '^|' "$OUT/$l.out" | tail -1 | sed "s/^/$l: /"; done
 # Every path must have counted every row once.
 for l in local one two; do
-  n=$(awk -F'|' 'NR == 4 { gsub(/ /, "", $2); print $2 }' "$OUT/$l.out")
+  n=$(first_cell <"$OUT/$l.out")
   [[ $n == "$rows" ]] || { echo "$l counted $n rows, expected $rows" >&2; exit 1; }
 done
 
