@@ -121,6 +121,25 @@ def main():
     checks.append(("scoring >= 1.0x PyTorch at batch 4096", r[4096][0], 1.0))
     for b in (256, 4096):
         checks.append((f">= 60 % of the 2-thread peak at batch {b}", r[b][1] / peak2, 0.60))
+    checks.append(("batch 1 >= 50 % of the 1-thread FMA peak (issue 20)", r[1][1] / peak1, 0.50))
+    read = peak.get("read_gbps_1_thread")
+    if read and read.get("case") == main_case:
+        # A row at batch 1 reads every weight once: rows/s <= bandwidth / bytes per row.
+        c = cases[main_case]
+        bound_rps = read["f32_weights"] * 1e9 / read["bytes"]
+        bound_gf = bound_rps * 2 * c["macs_full"] / 1e9
+        bf16_gf = read["bf16_weights"] * 1e9 / (read["bytes"] / 2) * 2 * c["macs_full"] / 1e9
+        out += [
+            f"Batch 1 against what bounds it: one row reads all {read['bytes']:,} bytes of packed "
+            f"f32 weights once, and one thread reads a buffer of that size at "
+            f"{read['f32_weights']:.1f} GB/s here (`peak::read_gbps`, the same run). So batch 1 "
+            f"cannot exceed {fmt(bound_rps)} rows/s = {bound_gf:.1f} GFLOP/s = "
+            f"{100 * bound_gf / peak1:.0f} % of the 1-thread FMA peak, whatever the kernel; it "
+            f"runs at {100 * r[1][1] / bound_gf:.0f} % of that bound. With bf16 weights (half the "
+            f"bytes, {read['bf16_weights']:.1f} GB/s) the same bound is {bf16_gf:.1f} GFLOP/s "
+            f"({100 * bf16_gf / peak1:.0f} % of the f32 FMA peak).",
+            "",
+        ]
     table(f"S_sum and S_KL only (no decoder), {main_case}", "score_attention", main_case, "score_attention")
     for name in cases:
         if name == main_case:

@@ -21,7 +21,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use mmnet_core::adam::Adam;
 use mmnet_core::artifact::weights_to_safetensors;
-use mmnet_core::kernel::peak::{bf16_dot_peak_gflops, fma_peak_gflops};
+use mmnet_core::kernel::peak::{bf16_dot_peak_gflops, fma_peak_gflops, read_gbps};
 use mmnet_core::kernel::training::StepScratch;
 use mmnet_core::kernel::{Bf16Kernel, Precision, ScoreOut, Scorer};
 use mmnet_core::network::{Weights, forward};
@@ -94,6 +94,8 @@ fn export(dir: &PathBuf) -> std::io::Result<()> {
             "log_guard": p.log_guard, "margin": p.margin, "lambda_mask": p.lambda_mask,
             "lambda_kl": p.lambda_kl,
             "macs_full": scorer.macs_per_row(true), "macs_attention": scorer.macs_per_row(false),
+            "weight_bytes_full": scorer.weight_bytes(true),
+            "weight_bytes_attention": scorer.weight_bytes(false),
         }));
     }
     let tp = TrainParams::default();
@@ -105,8 +107,16 @@ fn export(dir: &PathBuf) -> std::io::Result<()> {
                   "weight_decay": tp.weight_decay},
     });
     std::fs::write(dir.join("cases.json"), serde_json::to_string_pretty(&doc)?)?;
+    // What bounds batch 1: the read bandwidth of one thread over exactly the bytes of packed
+    // weights one row of the first shape reads (f32, and half of it for bf16), ~0.3 s a try.
+    let (d0, m0) = SHAPES[0];
+    let p0 = params(m0);
+    let bytes = Scorer::new(&weights(d0, &p0), &p0).weight_bytes(true);
+    let read = |b: usize| read_gbps(b, (3e10 / b as f64) as usize, 5);
     // The peak: long enough (~0.3 s per try) to be past clock ramp-up, best of 5.
     let peak = serde_json::json!({
+        "read_gbps_1_thread": {"case": case_name(d0, m0), "bytes": bytes,
+                               "f32_weights": read(bytes), "bf16_weights": read(bytes / 2)},
         "gflops_1_thread": fma_peak_gflops(1, 20_000_000, 5),
         "gflops_2_threads": fma_peak_gflops(2, 20_000_000, 5),
         "threads_available": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

@@ -37,6 +37,72 @@ pub fn bf16_dot_peak_gflops(threads: usize, iters: usize, repeats: usize) -> Opt
     None
 }
 
+/// Read bandwidth in GB/s of one thread summing a buffer of `bytes` over and over (`passes`
+/// times, best of `repeats`). With `bytes` = the weights a row reads, this is the bound on
+/// batch-1 scoring: a single row uses every weight once, so it cannot run faster than its
+/// weights stream from wherever they fit (L2 for the NSL-KDD shape), whatever the FMA units
+/// could do. The sum is of integers so the compiler may split it into independent vector
+/// accumulators (a float sum must stay in order and would measure the add latency instead).
+pub fn read_gbps(bytes: usize, passes: usize, repeats: usize) -> f64 {
+    let words = (bytes / 4).max(16);
+    let buf: Vec<u32> = (0..words as u32).collect();
+    (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            let mut sink = 0u32;
+            for _ in 0..passes.max(1) {
+                sink = sink.wrapping_add(sum_dispatch(std::hint::black_box(&buf)));
+            }
+            std::hint::black_box(sink);
+            (words * 4 * passes.max(1)) as f64 / t.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+fn sum_dispatch(buf: &[u32]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { sum_avx512(buf) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { sum_avx2(buf) };
+        }
+    }
+    sum_words(buf)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sum_avx512(buf: &[u32]) -> u32 {
+    sum_words(buf)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sum_avx2(buf: &[u32]) -> u32 {
+    sum_words(buf)
+}
+
+/// Eight lanes of 16 words: the loads, not the adds, are what this measures.
+#[inline(always)]
+fn sum_words(buf: &[u32]) -> u32 {
+    let mut acc = [0u32; 128];
+    let mut blocks = buf.chunks_exact(128);
+    for b in &mut blocks {
+        for (a, &v) in acc.iter_mut().zip(b) {
+            *a = a.wrapping_add(v);
+        }
+    }
+    let tail = blocks
+        .remainder()
+        .iter()
+        .fold(0u32, |a, &v| a.wrapping_add(v));
+    acc.iter().fold(tail, |a, &v| a.wrapping_add(v))
+}
+
 fn peak_gflops(
     run: impl Fn(usize) -> (f64, f32) + Copy + Send,
     threads: usize,
@@ -164,5 +230,16 @@ mod tests {
         if let Some(g) = super::bf16_dot_peak_gflops(1, 1000, 1) {
             assert!(g.is_finite() && g > 0.0, "{g}");
         }
+    }
+
+    #[test]
+    fn the_read_probe_reads_every_word_tail_included() {
+        // The sum of 0..n is the arithmetic series: nothing skipped, nothing read twice.
+        let words: Vec<u32> = (0..1000).collect();
+        assert_eq!(super::sum_dispatch(&words), 999 * 1000 / 2);
+        assert_eq!(super::sum_dispatch(&words[..130]), 129 * 130 / 2);
+        assert_eq!(super::sum_words(&words[..5]), 10);
+        let g = super::read_gbps(64 << 10, 4, 1);
+        assert!(g.is_finite() && g > 0.0, "{g}");
     }
 }

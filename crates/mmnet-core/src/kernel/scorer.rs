@@ -328,6 +328,11 @@ impl Scorer {
         self.net.macs_per_row(with_mse)
     }
 
+    /// Bytes of packed f32 weights a row reads (see [`PackedNetwork::weight_bytes`]).
+    pub fn weight_bytes(&self, with_mse: bool) -> usize {
+        self.net.weight_bytes(with_mse)
+    }
+
     /// Scores `x` (one row per record, [`Scorer::input_dim`] columns) into `out`.
     ///
     /// # Panics
