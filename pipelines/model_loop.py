@@ -17,6 +17,10 @@
 
 usage: model_loop.py MMNET NSLKDD.parquet OUT [SEEDS]   (make loop; SEEDS default "0 1 2 3 4")
 env:   EPOCHS1 (200), EPOCHS2 (30), GROW (8), TANSU (.tools/bin/tansu),
+       V2_DATA: what v2 trains on besides v1's rows: "traffic" (the default: the whole first
+       half, unlabeled but for the 30 labels) or "labels" (only the 30 labeled rows; the
+       first half is mostly attacks, ~half of KDDTest+, which as unlabeled rows teach v2 to
+       reconstruct them),
        REUSE_V1=1 (keep OUT/seedN/splits and v1 from an earlier run: only v2 and the streams)
 """
 
@@ -42,6 +46,9 @@ EPOCHS2 = int(os.environ.get("EPOCHS2", "30"))
 GROW = int(os.environ.get("GROW", "8"))
 NEW_LABELS = 30
 SWAP_AT = 1 / 3  # of the second half
+V2_DATA = os.environ.get("V2_DATA", "traffic")
+if V2_DATA not in ("traffic", "labels"):
+    sys.exit(f"V2_DATA must be traffic or labels, not {V2_DATA!r}")
 
 
 def run(*args, **kw):
@@ -185,12 +192,15 @@ def one_seed(mmnet, tansu, kdd_train, kdd_test, out, seed):
         missed = np.array([i for i in range(half) if y1[i] == 1 and not s1[i]["is_anomaly"]])
         rng = np.random.default_rng(seed)
         picked = set(rng.choice(missed, min(NEW_LABELS, len(missed)), replace=False).tolist())
-        # v2's data: v1's training rows, the first half as unlabeled traffic plus the 30 labels.
+        # v2's data: v1's training rows, the first half as unlabeled traffic plus the 30 labels
+        # (V2_DATA=labels: the 30 labeled rows only).
         t = pq.read_table(train)
         lab = np.array([1 if i in picked else 0 for i in range(half)], dtype=t.schema.field("label").type.to_pandas_dtype())
         f = first.set_column(first.schema.get_field_index("label"), "label", pa.array(lab))
         f = f.append_column("true_label", first.column("label").cast(t.schema.field("true_label").type))
         f = f.select(t.column_names).cast(t.schema)
+        if V2_DATA == "labels":
+            f = f.take(sorted(picked))
         pq.write_table(pa.concat_tables([t, f]), out / "v2_data.parquet")
         run(mmnet, "train", "--init-from", v1, "--data", out / "v2_data.parquet", "--exclude", "true_label",
             "--epochs", EPOCHS2, "--grow-anomaly-memory", GROW, "--seed", seed, "--quiet", "--out", v2)
@@ -253,6 +263,7 @@ def main():
               f"{r['v1_kddtrain_heldout']['auc_roc']:.4f} v2 {r['v2_kddtrain_heldout']['auc_roc']:.4f} | "
               f"v2 time {r['time_share']:.1%} of v1 | {time.time() - t0:.0f} s", flush=True)
     doc = {"epochs1": EPOCHS1, "epochs2": EPOCHS2, "grow": GROW, "new_labels": NEW_LABELS,
+           "v2_data": V2_DATA,
            "swap_at": SWAP_AT, "runs": results}
     (out / "loop.json").write_text(json.dumps(doc, indent=1))
     print(f"written {out / 'loop.json'}")
