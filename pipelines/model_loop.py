@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import mmnet  # the metrics `mmnet eval` reports
+import mmnet as mm  # the metrics `mmnet eval` reports (`mmnet` below is the CLI binary)
 
 TRAIN_ROWS = 125_973  # KDDTrain+; the rest of nslkdd.parquet is KDDTest+
 EPOCHS1 = int(os.environ.get("EPOCHS1", "200"))
@@ -229,8 +229,8 @@ def one_seed(mmnet, tansu, kdd_train, kdd_test, out, seed):
         y = pq.read_table(data, columns=["label"]).column("label").to_numpy()
         for m, model in (("v1", v1), ("v2", v2)):
             s = offline_scores(mmnet, model, data, out / f"{m}_{name}.parquet")
-            res[f"{m}_{name}"] = {"auc_roc": mmnet.auc_roc(s, y),
-                                   "auc_pr": mmnet.average_precision(s, y)}
+            res[f"{m}_{name}"] = {"auc_roc": mm.auc_roc(s, y),
+                                   "auc_pr": mm.average_precision(s, y)}
     t1 = manifest(v1)["training"]["wall_seconds"]
     t2 = manifest(v2)["training"]["wall_seconds"]
     res.update(v1_seconds=t1, v2_seconds=t2, time_share=t2 / t1, new_labels=len(picked),
