@@ -6,8 +6,9 @@
 //! The parent's architecture and, unless asked otherwise, its scaling are kept, so the
 //! child reads features exactly as the parent did and its first epoch starts where the parent
 //! ended. Grown items are appended to M_l (M_u stays items `..K`, M_l items `K..`), each
-//! initialised at the encoding of a newly labeled anomaly: they start where the new kind
-//! lives, and the existing items are not moved at the start.
+//! initialised in the direction of the encoding of a newly labeled anomaly, at the typical
+//! length of the parent's M_l items: they start where the new kind lives, without drawing
+//! the attention of rows of other kinds, and the existing items are not moved at the start.
 
 use ndarray::{Array2, Axis, concatenate};
 use rand::Rng;
@@ -103,6 +104,30 @@ impl WarmStart {
         if n > rows.len() {
             for v in fresh.iter_mut() {
                 *v += rng.random_range(-1e-3f32..1e-3);
+            }
+        }
+        // In the direction of the encoding, at the length of the parent's M_l items: the
+        // addressing is a dot product, and encodings are several times longer than trained
+        // items (NSL-KDD: ~10 against ~2), so an item placed at a raw encoding drew the
+        // attention of *every* row, normal ones included, and the child's first epochs
+        // undid the parent (reconstruction error 20x the parent's at the start, L_mask stuck
+        // at 0.5). At the parent's length a new item wins only the rows that point its way.
+        let k = self.parent.params.memory_normal;
+        let mut lengths: Vec<f32> = w
+            .memory
+            .rows()
+            .into_iter()
+            .skip(k)
+            .map(|r| r.dot(&r).sqrt())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .collect();
+        lengths.sort_by(f32::total_cmp);
+        if let Some(&target) = lengths.get(lengths.len() / 2) {
+            for mut r in fresh.rows_mut() {
+                let len = r.dot(&r).sqrt();
+                if len > 0.0 && len.is_finite() {
+                    r *= target / len;
+                }
             }
         }
         w.memory = concatenate(Axis(0), &[w.memory.view(), fresh.view()])
