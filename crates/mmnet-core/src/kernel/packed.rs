@@ -374,6 +374,9 @@ mod x86 {
 
     use super::{NR, Operands};
 
+    /// How many reduction steps ahead the one- and two-row tiles prefetch their weights.
+    const PREFETCH: usize = 8;
+
     /// Generates `$name`: blocks of 6 rows x `$pb` panels, then the leftover rows in one block
     /// (2 rows with `$p2` panels, 1 row with `$p1`: fewer rows need more panels in flight to
     /// hide the FMA latency), on vectors `$v` of which `$per` make one panel of [`NR`] floats.
@@ -455,6 +458,16 @@ mod x86 {
                     }
                 }
                 for j in 0..ops.k {
+                    if R <= 2 && j + PREFETCH < ops.k {
+                        // One or two rows do one FMA per weight loaded: the loop is the
+                        // weights' stream, P short strided streams that the hardware
+                        // prefetcher picks up late. Ask for each panel's lines ahead.
+                        for p in 0..P {
+                            let at = (p0 + p) * ops.w_ps + (j + PREFETCH) * ops.w_js;
+                            // SAFETY: a prefetch is a hint and never faults; `at` is in bounds.
+                            unsafe { _mm_prefetch::<_MM_HINT_T0>(ops.w.as_ptr().add(at).cast()) };
+                        }
+                    }
                     let mut wv: [[$v; $per]; P] = [[$zero(); $per]; P];
                     for p in 0..P {
                         let at = (p0 + p) * ops.w_ps + j * ops.w_js;
