@@ -402,7 +402,11 @@ def loop_section(w):
     w("KDDTest+ (which holds attack kinds KDDTrain+ lacks) streamed through `mmnet kafka` serving")
     w("v1; 30 attacks of that half that v1 scored below its threshold labeled (drawn at random");
     w("among the missed ones, by the seed); v2 warm-started from v1 (`mmnet train --init-from`) on")
-    w("v1's training rows plus the first half as unlabeled traffic with those 30 labels, with fresh")
+    if doc is not None and doc.get("v2_data", "traffic") == "labels":
+        w("v1's training rows plus those 30 labeled rows (`V2_DATA=labels`, the default since session")
+        w("13: the rest of the first half is not added as unlabeled rows), with fresh")
+    else:
+        w("v1's training rows plus the first half as unlabeled traffic with those 30 labels, with fresh")
     w("anomaly-memory items (`--grow-anomaly-memory`); the operator restarted with v2 as shadow, and")
     w("v2 promoted by flipping the model symlink (hot swap by the watcher) a third of the way")
     w("through the second half. AUCs are of each model's default score on the second half of")
@@ -440,6 +444,34 @@ def loop_section(w):
     verdict = lambda ok: "met" if ok else "**missed**"
     w(f"Targets, means over seeds: v2 - v1 on the second half {da:+.4f} ({verdict(da >= 0.03)}); on held-out")
     w(f"KDDTrain+ {db:+.4f} ({verdict(db >= -0.01)}); time share {ts:.1%} ({verdict(ts < 0.25)}).")
+    w("")
+    other = load("loop_traffic")
+    if other is not None and doc.get("v2_data") == "labels":
+        loop_variants(w, doc, other)
+
+
+def loop_variants(w, labels, traffic):
+    """v2 trained with and without the first half's unlabeled rows, on the same v1 models
+    (the seeds both files hold)."""
+    by_seed = {r["seed"]: r for r in traffic["runs"]}
+    pairs = [(r, by_seed[r["seed"]]) for r in labels["runs"] if r["seed"] in by_seed]
+    if not pairs:
+        return
+    w("What v2 is trained on, same v1 models, splits and labels (AUC-ROC; `V2_DATA=traffic` adds the")
+    w("whole first half of KDDTest+ as unlabeled rows, the default before session 13):")
+    w("")
+    w("| seed | v1 2nd half | v2 traffic | v2 labels only | v1 held-out KDDTrain+ | v2 traffic | v2 labels only | time share traffic / labels |")
+    w("|---|---|---|---|---|---|---|---|")
+    for a, b in pairs:
+        assert abs(a["v1_test_half2"]["auc_roc"] - b["v1_test_half2"]["auc_roc"]) < 1e-9, "different v1 models"
+        w(f"| {a['seed']} | {a['v1_test_half2']['auc_roc']:.4f} | {b['v2_test_half2']['auc_roc']:.4f} | "
+          f"{a['v2_test_half2']['auc_roc']:.4f} | {a['v1_kddtrain_heldout']['auc_roc']:.4f} | "
+          f"{b['v2_kddtrain_heldout']['auc_roc']:.4f} | {a['v2_kddtrain_heldout']['auc_roc']:.4f} | "
+          f"{b['time_share']:.1%} / {a['time_share']:.1%} |")
+    mean = lambda f: sum(f(x) for x in pairs) / len(pairs)
+    d = lambda r, k: r["v2_" + k]["auc_roc"] - r["v1_" + k]["auc_roc"]
+    w(f"| mean v2 - v1 | | {mean(lambda p: d(p[1], 'test_half2')):+.4f} | {mean(lambda p: d(p[0], 'test_half2')):+.4f} | "
+      f"| {mean(lambda p: d(p[1], 'kddtrain_heldout')):+.4f} | {mean(lambda p: d(p[0], 'kddtrain_heldout')):+.4f} | |")
     w("")
 
 
