@@ -415,7 +415,11 @@ fn warm_start_continues_from_the_parent_and_grows_the_anomaly_memory() {
     lengths.sort_by(f32::total_cmp);
     let target = lengths[lengths.len() / 2];
     for r in w0.memory.slice(ndarray::s![k + l.., ..]).rows() {
-        assert!((norm(r) - target).abs() <= 1e-4 * target, "{} vs {target}", norm(r));
+        assert!(
+            (norm(r) - target).abs() <= 1e-4 * target,
+            "{} vs {target}",
+            norm(r)
+        );
         let cos = |zr: ndarray::ArrayView1<f32>| zr.dot(&r) / (norm(zr) * norm(r));
         assert!(
             z.rows().into_iter().any(|zr| cos(zr) > 1.0 - 1e-5),
