@@ -6,8 +6,8 @@
   2. the first half of KDDTest+ (the last 22,544 rows; it holds attack kinds KDDTrain+
      lacks) streamed through `mmnet kafka` serving v1 (through a `current` symlink, watched);
   3. 30 anomalies of that half that v1 scored below its threshold get labeled;
-  4. v2 warm-started from v1 (`mmnet train --init-from`) on v1's training rows, the first
-     half as unlabeled traffic and those 30 labels, for EPOCHS2 epochs, with GROW fresh
+  4. v2 warm-started from v1 (`mmnet train --init-from`) on v1's training rows and those 30
+     labels (V2_DATA below), for EPOCHS2 epochs, with GROW fresh
      anomaly-memory items;
   5. the operator restarted with v2 as shadow; the second half streams, and `current` is
      flipped to v2 a third of the way through (a hot swap, seen by the watcher);
@@ -17,10 +17,10 @@
 
 usage: model_loop.py MMNET NSLKDD.parquet OUT [SEEDS]   (make loop; SEEDS default "0 1 2 3 4")
 env:   EPOCHS1 (200), EPOCHS2 (30), GROW (8), TANSU (.tools/bin/tansu),
-       V2_DATA: what v2 trains on besides v1's rows: "traffic" (the default: the whole first
-       half, unlabeled but for the 30 labels) or "labels" (only the 30 labeled rows; the
-       first half is mostly attacks, ~half of KDDTest+, which as unlabeled rows teach v2 to
-       reconstruct them),
+       V2_DATA: what v2 trains on besides v1's rows: "labels" (the default since session 13:
+       only the 30 labeled rows) or "traffic" (the whole first half, unlabeled but for the 30
+       labels; the first half is about half attacks, which as unlabeled rows teach v2 to
+       reconstruct them: docs/ACCURACY.md has both on the same v1 models),
        REUSE_V1=1 (keep OUT/seedN/splits and v1 from an earlier run: only v2 and the streams)
 """
 
@@ -46,7 +46,7 @@ EPOCHS2 = int(os.environ.get("EPOCHS2", "30"))
 GROW = int(os.environ.get("GROW", "8"))
 NEW_LABELS = 30
 SWAP_AT = 1 / 3  # of the second half
-V2_DATA = os.environ.get("V2_DATA", "traffic")
+V2_DATA = os.environ.get("V2_DATA", "labels")
 if V2_DATA not in ("traffic", "labels"):
     sys.exit(f"V2_DATA must be traffic or labels, not {V2_DATA!r}")
 
