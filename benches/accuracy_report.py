@@ -404,10 +404,14 @@ def loop_section(w):
     w("among the missed ones, by the seed); v2 warm-started from v1 (`mmnet train --init-from`) on")
     if doc is not None and doc.get("v2_data", "traffic") == "labels":
         w("v1's training rows plus those 30 labeled rows (`V2_DATA=labels`, the default since session")
-        w("13: the rest of the first half is not added as unlabeled rows), with fresh")
+        w("13: the rest of the first half is not added as unlabeled rows),")
     else:
-        w("v1's training rows plus the first half as unlabeled traffic with those 30 labels, with fresh")
-    w("anomaly-memory items (`--grow-anomaly-memory`); the operator restarted with v2 as shadow, and")
+        w("v1's training rows plus the first half as unlabeled traffic with those 30 labels,")
+    if doc is not None and doc.get("grow", 8) == 0:
+        w("on v1's anomaly memory as it is (no `--grow-anomaly-memory`, the default since session 14);")
+    else:
+        w("with fresh anomaly-memory items (`--grow-anomaly-memory`);")
+    w("the operator restarted with v2 as shadow, and")
     w("v2 promoted by flipping the model symlink (hot swap by the watcher) a third of the way")
     w("through the second half. AUCs are of each model's default score on the second half of")
     w("KDDTest+ (never seen by either) and on the held-out KDDTrain+ rows of the split; times are")
@@ -422,8 +426,8 @@ def loop_section(w):
         w("")
         return
     runs = doc["runs"]
-    w(f"v1: {doc['epochs1']} epochs; v2: {doc['epochs2']} epochs, {doc['grow']} anomaly-memory")
-    w(f"items added; {len(runs)} seeds.")
+    w(f"v1: {doc['epochs1']} epochs; v2: {doc['epochs2']} epochs at learning rate {doc.get('lr2', 1e-3):g},")
+    w(f"{doc['grow']} anomaly-memory items added; {len(runs)} seeds.")
     w("")
     w("| seed | KDDTest+ 2nd half v1 | v2 | v2 - v1 | held-out KDDTrain+ v1 | v2 | v2 - v1 | v2 time / v1 | stream: rows, shadow disagreements |")
     w("|---|---|---|---|---|---|---|---|---|")
@@ -445,33 +449,45 @@ def loop_section(w):
     w(f"Targets, means over seeds: v2 - v1 on the second half {da:+.4f} ({verdict(da >= 0.03)}); on held-out")
     w(f"KDDTrain+ {db:+.4f} ({verdict(db >= -0.01)}); time share {ts:.1%} ({verdict(ts < 0.25)}).")
     w("")
-    other = load("loop_traffic")
-    if other is not None and doc.get("v2_data") == "labels":
-        loop_variants(w, doc, other)
+    others = sorted(n[:-5] for n in os.listdir(OUT) if n.startswith("loop_") and n.endswith(".json"))
+    others = [(n, load(n)) for n in others]
+    if others:
+        loop_variants(w, doc, others)
 
 
-def loop_variants(w, labels, traffic):
-    """v2 trained with and without the first half's unlabeled rows, on the same v1 models
-    (the seeds both files hold)."""
-    by_seed = {r["seed"]: r for r in traffic["runs"]}
-    pairs = [(r, by_seed[r["seed"]]) for r in labels["runs"] if r["seed"] in by_seed]
-    if not pairs:
+def loop_setting(doc):
+    """What a loop file's v2 was trained with, in the CLI's and the pipeline's words."""
+    score = doc.get("v2_score", "parent's")
+    return (f"V2_DATA={doc.get('v2_data', 'traffic')}, {doc['epochs2']} epochs, "
+            f"grow {doc['grow']}, lr {doc.get('lr2', 1e-3):g}, score {score}")
+
+
+def loop_variants(w, main, others):
+    """Other settings of v2 on the same v1 models, splits and labels (the seeds every file
+    holds): mean changes against v1, the worst seed on held-out KDDTrain+, the time share."""
+    rows = [("this section's default", main)] + [(n[len("loop_"):], d) for n, d in others]
+    seeds = set(r["seed"] for r in main["runs"])
+    for _, d in rows:
+        seeds &= set(r["seed"] for r in d["runs"])
+    if not seeds:
         return
-    w("What v2 is trained on, same v1 models, splits and labels (AUC-ROC; `V2_DATA=traffic` adds the")
-    w("whole first half of KDDTest+ as unlabeled rows, the default before session 13):")
+    v1 = {r["seed"]: r["v1_test_half2"]["auc_roc"] for r in main["runs"]}
+    for _, d in rows:
+        for r in d["runs"]:
+            if r["seed"] in seeds:
+                assert abs(r["v1_test_half2"]["auc_roc"] - v1[r["seed"]]) < 1e-9, "different v1 models"
+    w(f"Other settings of v2 on the same v1 models, splits and labels (seeds {', '.join(map(str, sorted(seeds)))}; AUC-ROC,")
+    w("v2 - v1, mean over seeds; the worst seed's held-out KDDTrain+ change next to its mean):")
     w("")
-    w("| seed | v1 2nd half | v2 traffic | v2 labels only | v1 held-out KDDTrain+ | v2 traffic | v2 labels only | time share traffic / labels |")
-    w("|---|---|---|---|---|---|---|---|")
-    for a, b in pairs:
-        assert abs(a["v1_test_half2"]["auc_roc"] - b["v1_test_half2"]["auc_roc"]) < 1e-9, "different v1 models"
-        w(f"| {a['seed']} | {a['v1_test_half2']['auc_roc']:.4f} | {b['v2_test_half2']['auc_roc']:.4f} | "
-          f"{a['v2_test_half2']['auc_roc']:.4f} | {a['v1_kddtrain_heldout']['auc_roc']:.4f} | "
-          f"{b['v2_kddtrain_heldout']['auc_roc']:.4f} | {a['v2_kddtrain_heldout']['auc_roc']:.4f} | "
-          f"{b['time_share']:.1%} / {a['time_share']:.1%} |")
-    mean = lambda f: sum(f(x) for x in pairs) / len(pairs)
-    d = lambda r, k: r["v2_" + k]["auc_roc"] - r["v1_" + k]["auc_roc"]
-    w(f"| mean v2 - v1 | | {mean(lambda p: d(p[1], 'test_half2')):+.4f} | {mean(lambda p: d(p[0], 'test_half2')):+.4f} | "
-      f"| {mean(lambda p: d(p[1], 'kddtrain_heldout')):+.4f} | {mean(lambda p: d(p[0], 'kddtrain_heldout')):+.4f} | |")
+    w("| variant | v2 trained with | 2nd half of KDDTest+ | held-out KDDTrain+ | worst seed, held-out | time share |")
+    w("|---|---|---|---|---|---|")
+    for name, d in rows:
+        rs = [r for r in d["runs"] if r["seed"] in seeds]
+        dh = [r["v2_test_half2"]["auc_roc"] - r["v1_test_half2"]["auc_roc"] for r in rs]
+        dk = [r["v2_kddtrain_heldout"]["auc_roc"] - r["v1_kddtrain_heldout"]["auc_roc"] for r in rs]
+        ts = sum(r["time_share"] for r in rs) / len(rs)
+        w(f"| {name} | {loop_setting(d)} | {sum(dh) / len(dh):+.4f} | {sum(dk) / len(dk):+.4f} | "
+          f"{min(dk):+.4f} | {ts:.1%} |")
     w("")
 
 

@@ -7,8 +7,8 @@
      lacks) streamed through `mmnet kafka` serving v1 (through a `current` symlink, watched);
   3. 30 anomalies of that half that v1 scored below its threshold get labeled;
   4. v2 warm-started from v1 (`mmnet train --init-from`) on v1's training rows and those 30
-     labels (V2_DATA below), for EPOCHS2 epochs, with GROW fresh
-     anomaly-memory items;
+     labels (V2_DATA below), for EPOCHS2 epochs (with GROW fresh anomaly-memory items if
+     GROW > 0; the default 0 puts the new labels on v1's anomaly memory);
   5. the operator restarted with v2 as shadow; the second half streams, and `current` is
      flipped to v2 a third of the way through (a hot swap, seen by the watcher);
   6. AUC-ROC / AUC-PR of v1 and v2 (offline `mmnet score`) on the second half of KDDTest+ and
@@ -16,7 +16,8 @@
      stream showed (records per model digest, shadow disagreements).
 
 usage: model_loop.py MMNET NSLKDD.parquet OUT [SEEDS]   (make loop; SEEDS default "0 1 2 3 4")
-env:   EPOCHS1 (200), EPOCHS2 (30), GROW (8), TANSU (.tools/bin/tansu),
+env:   EPOCHS1 (200), EPOCHS2 (30), GROW (0; anomaly-memory items v2 adds, see docs/ACCURACY.md), LR2 (v2's Adam learning rate, 1e-3),
+       V2_SCORE (v2's --score; default: v1's score, kept), TANSU (.tools/bin/tansu),
        V2_DATA: what v2 trains on besides v1's rows: "labels" (the default since session 13:
        only the 30 labeled rows) or "traffic" (the whole first half, unlabeled but for the 30
        labels; the first half is about half attacks, which as unlabeled rows teach v2 to
@@ -43,7 +44,9 @@ import mmnet as mm  # the metrics `mmnet eval` reports (`mmnet` below is the CLI
 TRAIN_ROWS = 125_973  # KDDTrain+; the rest of nslkdd.parquet is KDDTest+
 EPOCHS1 = int(os.environ.get("EPOCHS1", "200"))
 EPOCHS2 = int(os.environ.get("EPOCHS2", "30"))
-GROW = int(os.environ.get("GROW", "8"))
+GROW = int(os.environ.get("GROW", "0"))
+LR2 = float(os.environ.get("LR2", "1e-3"))
+V2_SCORE = os.environ.get("V2_SCORE", "")  # "" keeps v1's score; e.g. "auto" chooses again
 NEW_LABELS = 30
 SWAP_AT = 1 / 3  # of the second half
 V2_DATA = os.environ.get("V2_DATA", "labels")
@@ -203,7 +206,8 @@ def one_seed(mmnet, tansu, kdd_train, kdd_test, out, seed):
             f = f.take(sorted(picked))
         pq.write_table(pa.concat_tables([t, f]), out / "v2_data.parquet")
         run(mmnet, "train", "--init-from", v1, "--data", out / "v2_data.parquet", "--exclude", "true_label",
-            "--epochs", EPOCHS2, "--grow-anomaly-memory", GROW, "--seed", seed, "--quiet", "--out", v2)
+            "--epochs", EPOCHS2, "--learning-rate", LR2, "--grow-anomaly-memory", GROW, "--seed", seed, "--quiet", "--out", v2,
+            *(("--score", V2_SCORE) if V2_SCORE else ()))
 
         # v2 as shadow, then promoted by a hot swap a third of the way through the second half.
         op = Operator(mmnet, broker, current, ("in2", "scores2"), out, "op2", ("--shadow-model", v2))
@@ -263,7 +267,7 @@ def main():
               f"{r['v1_kddtrain_heldout']['auc_roc']:.4f} v2 {r['v2_kddtrain_heldout']['auc_roc']:.4f} | "
               f"v2 time {r['time_share']:.1%} of v1 | {time.time() - t0:.0f} s", flush=True)
     doc = {"epochs1": EPOCHS1, "epochs2": EPOCHS2, "grow": GROW, "new_labels": NEW_LABELS,
-           "v2_data": V2_DATA,
+           "v2_data": V2_DATA, "lr2": LR2, "v2_score": V2_SCORE or "parent's",
            "swap_at": SWAP_AT, "runs": results}
     (out / "loop.json").write_text(json.dumps(doc, indent=1))
     print(f"written {out / 'loop.json'}")

@@ -155,6 +155,8 @@ pub struct TrainArgs {
     pub precision: mmnet_core::kernel::Precision,
     /// With --init-from: add N anomaly-memory items for a newly labeled kind, started at
     /// encodings of the new labeled rows (the existing items are not moved at the start).
+    /// Not for anomalies the parent missed: it encodes those among normal rows, and items
+    /// grown there draw normal rows too (docs/ACCURACY.md, the model loop).
     #[arg(long, value_name = "N", requires = "init_from", default_value_t = 0)]
     pub grow_anomaly_memory: usize,
     /// With --init-from: fit the scaling again on the new data (default: the parent's).
