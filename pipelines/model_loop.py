@@ -16,7 +16,8 @@
      stream showed (records per model digest, shadow disagreements).
 
 usage: model_loop.py MMNET NSLKDD.parquet OUT [SEEDS]   (make loop; SEEDS default "0 1 2 3 4")
-env:   EPOCHS1 (200), EPOCHS2 (30), GROW (0; anomaly-memory items v2 adds, see docs/ACCURACY.md), LR2 (v2's Adam learning rate, 1e-3),
+env:   EPOCHS1 (200), EPOCHS2 (30), GROW (0; anomaly-memory items v2 adds, see
+       docs/ACCURACY.md), LR2 (v2's Adam learning rate, 1e-3),
        V2_SCORE (v2's --score; default: v1's score, kept), TANSU (.tools/bin/tansu),
        V2_DATA: what v2 trains on besides v1's rows: "labels" (the default since session 13:
        only the 30 labeled rows) or "traffic" (the whole first half, unlabeled but for the 30

@@ -3,14 +3,9 @@
 network (M1) and the 5-member ensemble (M5)."""
 import os, sys, numpy as np, json, glob
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rules import arr, stats, cands, A, auc, ap
+from rules import arr, stats, cands, A, auc, ap, robust
 SIX = ["mse","mse+kl+","mse+0.5logit","mse+0.5logit+kl+","logit+mse","combined"]
 EIGHT = SIX + ["mse+2logit"]
-def robust(v, ref):
-    q = np.percentile(ref,[1,5,25,50,75,95,99]); sp=q[4]-q[2]
-    if sp<1e-6: sp=(q[5]-q[1])*1.349/3.290
-    if sp<1e-6: sp=(q[6]-q[0])*1.349/4.653
-    return (v-q[3])/max(sp,1e-12)
 def pick(val, cs):
     best = max(val[c] for c in cs); return next(c for c in cs if val[c] >= best - 1e-12)
 def valaucs(p):

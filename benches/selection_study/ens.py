@@ -4,13 +4,8 @@ the label-free end) is computed per member with that member's D_u stats, re-stan
 its D_u median/IQR, and averaged over the first M members."""
 import os, sys, numpy as np, json, glob
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rules import arr, stats, cands, A, auc, ap
+from rules import arr, stats, cands, A, auc, ap, robust
 PREF = ["mse","mse+kl+","mse+0.5logit","mse+0.5logit+kl+","logit+mse","combined"]
-def robust(v, ref):
-    q = np.percentile(ref,[1,5,25,50,75,95,99]); sp=q[4]-q[2]
-    if sp<1e-6: sp=(q[5]-q[1])*1.349/3.290
-    if sp<1e-6: sp=(q[6]-q[0])*1.349/4.653
-    return (v-q[3])/max(sp,1e-12)
 def study(d):
     rows=[]
     for f in sorted(glob.glob(f"out/{d}/run*.json")):

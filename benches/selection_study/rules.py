@@ -5,15 +5,18 @@ def arr(d): return {k:(np.array(v,dtype=np.float64) if v is not None else None) 
 def feats(r):
     lg = np.log(np.maximum(r["m_l"],G)) - np.log(np.maximum(r["s_sum"],G))
     return {"logit": lg, "lmse": np.log(r["mse"]+1e-12), "nkl": -r["s_kl"], "nss": -r["s_sum"]}
+def center_spread(v):
+    # score::RobustStats::of: the median and the IQR, or a wider range rescaled where the IQR is ~0.
+    q = np.percentile(v,[1,5,25,50,75,95,99]); sp = q[4]-q[2]
+    if sp < 1e-6: sp = (q[5]-q[1])*1.349/3.290
+    if sp < 1e-6: sp = (q[6]-q[0])*1.349/4.653
+    return q[3], max(sp,1e-12)
+def robust(v, ref):
+    """`v` standardised by the median and spread of `ref`, as mmnet standardises over D_u."""
+    c, sp = center_spread(ref)
+    return (v-c)/sp
 def stats(ref):
-    f = feats(ref); out={}
-    for k,v in f.items():
-        # score::RobustStats::of: the IQR, or a wider range rescaled where the IQR is ~0.
-        q = np.percentile(v,[1,5,25,50,75,95,99]); sp = q[4]-q[2]
-        if sp < 1e-6: sp = (q[5]-q[1])*1.349/3.290
-        if sp < 1e-6: sp = (q[6]-q[0])*1.349/4.653
-        out[k]=(q[3],max(sp,1e-12))
-    return out
+    return {k: center_spread(v) for k, v in feats(ref).items()}
 def z(f,st):
     return {k:(f[k]-st[k][0])/st[k][1] for k in f}
 def cands(r, st):

@@ -4,11 +4,13 @@ For each exported run (`mmnet experiment --export-splits DIR --export-only`): mm
 model trained on the run's training rows (`mmnet train`, the CLI's defaults), scored on the
 test rows and on D_u; a logistic regression (scikit-learn, balanced class weights, C = 1) on
 the min-max scaled features, D_u = 0, D_l = 1; and fixed fusions of the two, each term
-standardised by its median and IQR over D_u. Prints test AUC-ROC per run and the means.
+standardised over D_u as mmnet does (rules.robust: median and IQR, wider
+ranges where the IQR is ~0). Prints test AUC-ROC per run and the means.
 No choice is fitted here: the rules are fixed, the test labels only score them.
 
 usage: supervised.py MMNET SPLITS_DIR MEMORY RUNS [extra mmnet train args...]
 """
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +20,8 @@ import pyarrow.parquet as pq
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-
-def robust_z(v, ref):
-    q1, med, q3 = np.percentile(ref, [25, 50, 75])
-    return (v - med) / max(q3 - q1, 1e-12)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rules import robust  # noqa: E402  (mmnet's robust standardisation over D_u)
 
 
 def main():
@@ -51,7 +51,7 @@ def main():
         lr_u = lr.decision_function(scale(tabs["unlabeled"][feats].to_numpy(float)))
         lr_t = lr.decision_function(scale(tabs["test"][feats].to_numpy(float)))
         m_u, m_t = scored["unlabeled"]["mmnet_score"].to_numpy(), scored["test"]["mmnet_score"].to_numpy()
-        zm, zl = robust_z(m_t, m_u), robust_z(lr_t, lr_u)
+        zm, zl = robust(m_t, m_u), robust(lr_t, lr_u)
         y = tabs["test"]["label"].to_numpy()
         row = {"mmnet": roc_auc_score(y, m_t), "logreg": roc_auc_score(y, lr_t),
                "mmnet+logreg": roc_auc_score(y, zm + zl), "mmnet+0.5logreg": roc_auc_score(y, zm + 0.5 * zl),
