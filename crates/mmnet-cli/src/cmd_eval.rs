@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use mmnet_arrow::{DatasetSpec, load_dataset};
-use mmnet_core::experiment::evaluate_variants;
+use mmnet_core::experiment::{evaluate_variants, with_default};
 
 /// A model and a labeled table to judge it on (`eval` and `report`).
 #[derive(Debug, Args)]
@@ -51,7 +51,13 @@ pub struct EvalArgs {
 pub fn run(a: EvalArgs) -> Result<()> {
     let (model, ds) = a.input.load()?;
     let scores = model.score_all_variants(ds.x.view())?;
-    let metrics = evaluate_variants(&scores, &ds.labels)?;
+    let default = model.score(ds.x.view(), false, None)?.score;
+    let metrics = with_default(
+        evaluate_variants(&scores, &ds.labels)?,
+        &default,
+        &ds.labels,
+        model.score.variant.name(),
+    )?;
     if a.json {
         println!(
             "{}",
@@ -61,6 +67,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 "rows": ds.labels.len(),
                 "anomalies": ds.labels.iter().filter(|&&l| l).count(),
                 "default_score": model.score.variant.name(),
+                "supervised_term": model.score.supervised.is_some(),
                 "metrics": metrics,
             }))?
         );
@@ -69,7 +76,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             "{} rows, {} anomalies; mmnet_score = {}",
             ds.labels.len(),
             ds.labels.iter().filter(|&&l| l).count(),
-            model.score.variant.name()
+            model.score.describe()
         );
         println!("{:<18} {:>8} {:>8}", "score", "AUC-ROC", "AUC-PR");
         for m in &metrics {

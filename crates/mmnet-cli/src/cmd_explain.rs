@@ -41,12 +41,12 @@ pub fn run(a: ExplainArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "input": a.input, "row": a.row, "score": model.score.variant.name(),
+                "input": a.input, "row": a.row, "score": model.score.describe(),
                 "threshold": model.threshold.value, "explanation": e,
             }))?
         );
     } else {
-        print_text(&a, &e, model.score.variant.name(), model.threshold.value);
+        print_text(&a, &e, &model.score.describe(), model.threshold.value);
     }
     Ok(())
 }

@@ -92,10 +92,10 @@ pub fn run(a: ReportArgs) -> Result<()> {
     }
     score_histogram(
         &a.out.join("scores.png"),
-        &format!("mmnet_score ({}) by true label", model.score.variant.name()),
+        &format!("mmnet_score ({}) by true label", model.score.describe()),
         &format!(
             "mmnet_score ({}), higher = more anomalous",
-            model.score.variant.name()
+            model.score.describe()
         ),
         &normal,
         &anomalous,
@@ -254,7 +254,7 @@ th{{background:#eee}}td:first-child,th:first-child{{text-align:left}}img{{max-wi
         model.features.len(),
         model.params.memory_normal,
         model.params.memory_anomaly,
-        model.score.variant.name(),
+        model.score.describe(),
         t,
         match model.threshold.quantile {
             Some(q) => format!("{q} quantile of the unlabeled training rows' scores"),

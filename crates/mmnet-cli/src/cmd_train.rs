@@ -58,6 +58,13 @@ pub struct ModelOpts {
     /// --init-from the parent's count is kept.
     #[arg(long, default_value = "auto", value_parser = parse_ensemble)]
     pub ensemble: Members,
+    /// Add the supervised term to mmnet_score (on by default): a logistic regression of
+    /// labeled anomalies against unlabeled rows on the scaled features, standardised over
+    /// the unlabeled rows, its positive part added to the network's standardised score
+    /// (docs/ACCURACY.md). `off` reports the network's score alone. With --init-from the
+    /// default is the parent's (on if it has the term).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub supervised: Option<bool>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -82,6 +89,14 @@ fn parse_choice(s: &str) -> Result<ScoreChoice, String> {
             let names: Vec<_> = ScoreVariant::ALL.iter().map(|v| v.name()).collect();
             format!("unknown score `{s}` (one of: auto, {})", names.join(", "))
         })
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, got `{s}`")),
+    }
 }
 
 fn parse_ensemble(s: &str) -> Result<Members, String> {
@@ -115,6 +130,7 @@ impl ModelOpts {
             threshold_quantile: self.threshold_quantile,
             seed,
             ensemble: self.ensemble,
+            supervised: self.supervised.unwrap_or(true),
         }
         .fit_config()?)
     }
@@ -230,6 +246,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
             cfg.score.variant = parent.score.variant;
             cfg.score.lambda = parent.score.lambda;
         }
+        if a.model.supervised.is_none() {
+            cfg.supervised = parent.score.supervised.as_ref().map(|_| Default::default());
+        }
         cfg.warm_start = Some(WarmStart {
             parent,
             refit_scaling: a.refit_scaling,
@@ -279,7 +298,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     println!(
         "score `{}`, threshold {:.6} (quantile {} of unlabeled training scores)",
-        model.score.variant.name(),
+        model.score.describe(),
         model.threshold.value,
         model.threshold.quantile.unwrap_or(f64::NAN)
     );

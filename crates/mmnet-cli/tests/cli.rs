@@ -187,8 +187,18 @@ fn train_score_eval_over_csv_and_parquet() {
     let out = ok(&["eval", "--model", p(&model), "--data", p(&csv), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["rows"], 300);
-    // Every variant; the default is one of the six fusions `--score auto` chooses among.
-    assert_eq!(v["metrics"].as_array().unwrap().len(), 10);
+    // Every variant, then `selected` (the network's chosen variant) and `default` (with the
+    // supervised term, on by default); the variant is one of the six fusions `--score auto`
+    // chooses among.
+    assert_eq!(v["metrics"].as_array().unwrap().len(), 12);
+    assert_eq!(v["supervised_term"], true);
+    let names: Vec<&str> = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[10..], ["selected", "default"]);
     assert!(
         v["metrics"]
             .as_array()

@@ -347,6 +347,18 @@ fn check_manifest(mpath: &Path, m: &Manifest) -> Result<()> {
     if !m.score.lambda.is_finite() {
         return bad(format!("score lambda {} is not finite", m.score.lambda));
     }
+    if let Some(t) = &m.score.supervised {
+        if let Err(e) = t.head.check(m.features.len()) {
+            return bad(e.to_string());
+        }
+        for (what, st) in [("log-odds", t.head_stats), ("score", t.base_stats)] {
+            if !(st.median.is_finite() && st.iqr.is_finite() && st.iqr > 0.0) {
+                return bad(format!(
+                    "supervised term: the training statistics of its {what} are not finite and positive ({st:?})"
+                ));
+            }
+        }
+    }
     if let Some(e) = &m.ensemble {
         if e.members.is_empty() || e.members.len() >= MAX_MEMBERS {
             return bad(format!(

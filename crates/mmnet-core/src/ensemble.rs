@@ -130,13 +130,15 @@ pub struct Member {
 
 impl Member {
     /// The score configuration of this member: the model's score and lambda with this
-    /// member's calibration (the selection report stays with the model; not cloned per batch).
+    /// member's calibration (the selection report and the supervised term stay with the
+    /// model: the term is added once to the averaged score, and neither is cloned per batch).
     pub fn score_config(&self, model: &crate::score::ScoreConfig) -> crate::score::ScoreConfig {
         crate::score::ScoreConfig {
             variant: model.variant,
             lambda: model.lambda,
             calibration: Some(self.calibration),
             selection: None,
+            supervised: None,
         }
     }
 }

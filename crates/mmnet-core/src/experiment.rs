@@ -39,8 +39,13 @@ pub struct RunResult {
     /// [`crate::ensemble`]). Absent in reports from before ensembles: 1.
     #[serde(default = "one")]
     pub members: usize,
-    /// Metrics of every variant, then `default`: the model's configured score (the one
-    /// chosen on the validation split when `fit` selects it).
+    /// Of `train_seconds`, the time spent fitting the supervised term (absent without one,
+    /// and in reports from before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervised_seconds: Option<f64>,
+    /// Metrics of every variant, then `selected` (the network's configured variant: the one
+    /// chosen on the validation split when `fit` selects it) and `default` (the model's own
+    /// score: `selected` with the supervised term when the model has one).
     pub metrics: Vec<VariantMetrics>,
     /// The validation split's measurements and choice, when the score was selected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,6 +205,10 @@ impl<'a> ExperimentDoc<'a> {
 /// Name of the metrics entry holding the model's configured score (`mmnet_score`).
 pub const DEFAULT: &str = "default";
 
+/// Name of the metrics entry holding the network's configured variant alone (`mmnet_score`
+/// without the supervised term; equal to [`DEFAULT`] for a model without one).
+pub const SELECTED: &str = "selected";
+
 /// Seed of run `run` in an experiment starting at `base_seed`: used for the split and the
 /// training run alike, so exported splits are exactly the ones trained on.
 pub fn run_seed(base_seed: u64, run: usize) -> u64 {
@@ -256,10 +265,11 @@ pub fn run_experiment(
             observer,
         )?;
         let scores = model.score_all_variants(xt.view())?;
+        let default = model.score(xt.view(), false, None)?.score;
         let chosen = model.score.variant.name();
-        let metrics = with_default(evaluate_variants(&scores, &yt)?, chosen)?;
+        let metrics = with_default(evaluate_variants(&scores, &yt)?, &default, &yt, chosen)?;
         let per_type = match types {
-            Some(t) => per_type_metrics(&scores, &yt, &take_types(t, &s.test), chosen)?,
+            Some(t) => per_type_metrics(&scores, &default, &yt, &take_types(t, &s.test), chosen)?,
             None => Vec::new(),
         };
         let other_precision = other_precision(&model, xt.view(), &yt)?;
@@ -270,6 +280,7 @@ pub fn run_experiment(
             test_anomalies: yt.iter().filter(|&&b| b).count(),
             train_seconds: model.training.wall_seconds,
             members: model.ensemble_size(),
+            supervised_seconds: model.score.supervised.as_ref().map(|t| t.head.fit_seconds),
             metrics,
             selection: model.score.selection.clone(),
             per_type,
@@ -342,7 +353,7 @@ fn summarise<'a>(runs: impl Iterator<Item = &'a [VariantMetrics]> + Clone) -> Ve
     ScoreVariant::ALL
         .iter()
         .map(|v| v.name())
-        .chain([DEFAULT])
+        .chain([SELECTED, DEFAULT])
         .filter_map(|name| {
             let pick = |f: fn(&VariantMetrics) -> f64| -> Vec<f64> {
                 runs.clone()
@@ -359,16 +370,34 @@ fn summarise<'a>(runs: impl Iterator<Item = &'a [VariantMetrics]> + Clone) -> Ve
         .collect()
 }
 
-/// Appends a `default` entry: a copy of the configured variant's metrics.
-fn with_default(mut metrics: Vec<VariantMetrics>, chosen: &str) -> Result<Vec<VariantMetrics>> {
+/// `metrics` with the [`SELECTED`] entry (a copy of the `chosen` variant's) and the
+/// [`DEFAULT`] one (of `default`, the model's own score of the same rows).
+pub fn with_default(
+    mut metrics: Vec<VariantMetrics>,
+    default: &[f32],
+    labels: &[bool],
+    chosen: &str,
+) -> Result<Vec<VariantMetrics>> {
     let configured = metrics
         .iter()
         .find(|m| m.variant == chosen)
         .cloned()
         .ok_or_else(|| CoreError::Internal("configured score not evaluated".into()))?;
     metrics.push(VariantMetrics {
-        variant: DEFAULT.into(),
+        variant: SELECTED.into(),
         ..configured
+    });
+    let (Some(auc_roc), Some(auc_pr)) =
+        (auc_roc(default, labels), average_precision(default, labels))
+    else {
+        return Err(CoreError::Data(
+            "evaluation needs both normal and anomalous rows in the labels".into(),
+        ));
+    };
+    metrics.push(VariantMetrics {
+        variant: DEFAULT.into(),
+        auc_roc,
+        auc_pr,
     });
     Ok(metrics)
 }
@@ -394,6 +423,7 @@ pub fn anomaly_types(types: &[i64], labels: &[bool]) -> Vec<i64> {
 /// alone (`labels` and `types` are per test row).
 pub fn per_type_metrics(
     scores: &[(ScoreVariant, Vec<f32>)],
+    default: &[f32],
     labels: &[bool],
     types: &[i64],
     chosen: &str,
@@ -409,10 +439,11 @@ pub fn per_type_metrics(
                 .map(|(v, s)| (*v, rows.iter().map(|&i| s[i]).collect()))
                 .collect();
             let y: Vec<bool> = rows.iter().map(|&i| labels[i]).collect();
+            let d: Vec<f32> = rows.iter().map(|&i| default[i]).collect();
             Ok(TypeMetrics {
                 anomaly_type: ty,
                 anomalies: y.iter().filter(|&&b| b).count(),
-                metrics: with_default(evaluate_variants(&sub, &y)?, chosen)?,
+                metrics: with_default(evaluate_variants(&sub, &y)?, &d, &y, chosen)?,
             })
         })
         .collect()
@@ -456,7 +487,9 @@ mod tests {
             (ScoreVariant::Mse, s.clone()),
             (ScoreVariant::SSum, s.iter().map(|v| -v).collect()),
         ];
-        let t = per_type_metrics(&scores, &labels, &types, "mse").unwrap();
+        // The model's own score: the reverse of `mse`, as a supervised term could make it.
+        let own: Vec<f32> = s.iter().map(|v| -v).collect();
+        let t = per_type_metrics(&scores, &own, &labels, &types, "mse").unwrap();
         assert_eq!(t.iter().map(|t| t.anomaly_type).collect::<Vec<_>>(), [1, 2]);
         assert_eq!((t[0].anomalies, t[1].anomalies), (2, 1));
         let roc =
@@ -464,8 +497,10 @@ mod tests {
         assert_eq!(roc(&t[0], "mse"), 1.0);
         assert_eq!(roc(&t[1], "mse"), 0.0);
         assert_eq!(roc(&t[1], "s_sum"), 1.0);
-        // `default` copies the configured variant.
-        assert_eq!(roc(&t[0], DEFAULT), roc(&t[0], "mse"));
+        // `selected` copies the configured variant; `default` is the model's own score.
+        assert_eq!(roc(&t[0], SELECTED), roc(&t[0], "mse"));
+        assert_eq!(roc(&t[0], DEFAULT), 0.0);
+        assert_eq!(roc(&t[1], DEFAULT), 1.0);
         // Over all anomalies the two types average out, which is what the table avoids.
         let all = evaluate_variants(&scores, &labels).unwrap();
         assert!((all[0].auc_roc - 2.0 / 3.0).abs() < 1e-12, "{all:?}");

@@ -94,9 +94,11 @@ impl Model {
         // The score is the model's (the ensemble's, when it is one); the explanation is of
         // the first member's network (see crate::ensemble).
         let others = self.member_raws(|k| k.score(x, self.member_needs_mse()));
+        let head = self.head_log_odds(|h, _| h.log_odds_scaled(scaled.view()));
         let scored = self.finish(
             RawScores::from_forward(&fw, &self.params),
             others,
+            head,
             threshold,
         )?;
         let mse = scored

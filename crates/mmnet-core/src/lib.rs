@@ -32,6 +32,7 @@ pub mod score;
 pub mod select;
 pub mod shrink;
 pub mod softmax;
+pub mod supervised;
 pub mod train;
 pub mod warm;
 

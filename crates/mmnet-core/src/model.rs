@@ -5,12 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::ensemble::{Ensemble, Member, stats_of};
 use crate::error::{CoreError, Result};
-use crate::kernel::{Precision, Scorer, Threads};
+use crate::kernel::{Precision, Prescale, Scorer, Threads};
 use crate::loss::LossParts;
 use crate::network::Weights;
 use crate::params::{ModelParams, TrainParams};
 use crate::scaler::MinMaxScaler;
 use crate::score::{RawScores, ScoreConfig, ScoreVariant};
+use crate::supervised::LogisticHead;
 
 /// The anomaly threshold on `mmnet_score` and how it was obtained.
 ///
@@ -134,7 +135,21 @@ impl Model {
         self.check_width(x)?;
         let raw = self.kernel().score(x, self.needs_mse(with_mse));
         let others = self.member_raws(|k| k.score(x, self.member_needs_mse()));
-        self.finish(raw, others, threshold)
+        let head = self.head_log_odds(|h, p| h.log_odds_raw(p, x));
+        self.finish(raw, others, head, threshold)
+    }
+
+    /// The supervised term's log-odds of the rows `of` computes them for (raw rows or
+    /// columns, through the kernel's scaling), or `None` for a model without the term.
+    pub(crate) fn head_log_odds(
+        &self,
+        of: impl FnOnce(&LogisticHead, &Prescale) -> Vec<f32>,
+    ) -> Option<Vec<f32>> {
+        let term = self.score.supervised.as_ref()?;
+        let kernel = self.kernel();
+        // The kernel of a model always carries its scaling (see `packed`).
+        let prescale = kernel.prescale()?;
+        Some(of(&term.head, prescale))
     }
 
     /// [`Model::score`] for rows given as one slice per feature, in [`Model::features`]
@@ -166,7 +181,8 @@ impl Model {
             .kernel()
             .score_columns(cols, self.needs_mse(with_mse), threads);
         let others = self.member_raws(|k| k.score_columns(cols, self.member_needs_mse(), threads));
-        self.finish(raw, others, threshold)
+        let head = self.head_log_odds(|h, p| h.log_odds_columns(p, cols));
+        self.finish(raw, others, head, threshold)
     }
 
     /// This model scoring with `precision` (its kernels are packed again on first use).
@@ -266,14 +282,25 @@ impl Model {
     }
 
     /// The configured score of `raw` (and of the other members' raw scores, for an
-    /// ensemble) and its flags at `threshold` (or the stored one).
+    /// ensemble; with the supervised term when the model has one, from the rows' `head`
+    /// log-odds) and its flags at `threshold` (or the stored one).
     pub(crate) fn finish(
         &self,
         raw: RawScores,
         others: Vec<RawScores>,
+        head: Option<Vec<f32>>,
         threshold: Option<f32>,
     ) -> Result<ScoredBatch> {
-        let score = self.variant_score(self.score.variant, &raw, &others)?;
+        let mut score = self.variant_score(self.score.variant, &raw, &others)?;
+        match (&self.score.supervised, head) {
+            (Some(term), Some(h)) if h.len() == score.len() => term.apply(&mut score, &h),
+            (None, None) => {}
+            _ => {
+                return Err(CoreError::Internal(
+                    "the supervised term's log-odds do not match the rows scored".into(),
+                ));
+            }
+        }
         let t = threshold.unwrap_or(self.threshold.value);
         let is_anomaly = score.iter().map(|&s| s > t).collect();
         Ok(ScoredBatch {

@@ -19,6 +19,7 @@ use crate::network::{Forward, Weights};
 use crate::params::ModelParams;
 use crate::real::Real;
 use crate::select::SelectionReport;
+use crate::supervised::SupervisedTerm;
 
 /// Which score `mmnet_score` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -144,8 +145,9 @@ impl RobustStats {
         })
     }
 
+    /// How many spreads `v` lies above the median.
     #[inline]
-    pub(crate) fn z(&self, v: f32) -> f32 {
+    pub fn z(&self, v: f32) -> f32 {
         (v - self.median) / self.iqr
     }
 }
@@ -240,6 +242,11 @@ pub struct ScoreConfig {
     /// How `variant` was chosen on a validation split, when it was (see [`crate::select`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selection: Option<SelectionReport>,
+    /// The supervised term added to `variant` (see [`crate::supervised`]); absent in models
+    /// trained without it (`--supervised off`, or before it existed), which report
+    /// `variant` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervised: Option<SupervisedTerm>,
 }
 
 impl Default for ScoreConfig {
@@ -249,6 +256,18 @@ impl Default for ScoreConfig {
             lambda: 0.1,
             calibration: None,
             selection: None,
+            supervised: None,
+        }
+    }
+}
+
+impl ScoreConfig {
+    /// What `mmnet_score` is, for people: the variant's name, with `+ supervised` when the
+    /// supervised term is added to it.
+    pub fn describe(&self) -> String {
+        match self.supervised {
+            Some(_) => format!("{} + supervised", self.variant.name()),
+            None => self.variant.name().to_string(),
         }
     }
 }

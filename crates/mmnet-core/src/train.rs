@@ -22,6 +22,7 @@ use crate::profile::TrainingProfile;
 use crate::scaler::{MinMaxScaler, Scaling};
 use crate::score::{RawScores, RobustStats, ScoreConfig, ScoreVariant, score_scaled};
 use crate::select::Selection;
+use crate::supervised::{LogisticFit, LogisticHead, SupervisedTerm};
 use crate::warm::{Lineage, WarmStart};
 
 /// Training data: raw (unscaled) rows of D_u and D_l with the same feature columns.
@@ -58,6 +59,9 @@ pub struct FitConfig {
     /// start keeps the parent's member count whatever this says: each member continues
     /// from the parent's member of the same rank.
     pub ensemble: Option<Members>,
+    /// Add the supervised term to the score (see [`crate::supervised`]); `None` = the
+    /// network's score alone. Needs labeled rows; without any, no term is added.
+    pub supervised: Option<LogisticFit>,
 }
 
 impl FitConfig {
@@ -115,6 +119,8 @@ pub struct FitOptions {
     /// Networks to train and average (see [`crate::ensemble`]). Default `auto`: by the size
     /// of D_u.
     pub ensemble: Members,
+    /// Add the supervised term to the score (see [`crate::supervised`]). Default on.
+    pub supervised: bool,
 }
 
 impl Default for FitOptions {
@@ -131,6 +137,7 @@ impl Default for FitOptions {
             threshold_quantile: DEFAULT_THRESHOLD_QUANTILE,
             seed: 0,
             ensemble: Members::Auto,
+            supervised: true,
         }
     }
 }
@@ -171,6 +178,7 @@ impl FitOptions {
             selection: self.score.is_none().then(Selection::default),
             warm_start: None,
             ensemble: Some(self.ensemble),
+            supervised: self.supervised.then(LogisticFit::default),
         })
     }
 }
@@ -308,9 +316,54 @@ pub fn fit(
     let members = cfg.members(data.unlabeled.nrows());
     if members > 1 {
         add_members(&mut model, data, cfg, members, observer)?;
+    }
+    if let Some(lf) = &cfg.supervised
+        && data.labeled.nrows() > 0
+    {
+        add_supervised(&mut model, data, lf, cfg)?;
+    }
+    if members > 1 || model.score.supervised.is_some() {
         model.training.wall_seconds = start.elapsed().as_secs_f64();
     }
     Ok(model)
+}
+
+/// Fits the supervised term on the model's scaled D_u (class 0) and D_l (class 1) and makes
+/// it part of `model`'s score: its standardisations, then the threshold and the training
+/// profile of the score with the term, on D_u like every score's.
+fn add_supervised(
+    model: &mut Model,
+    data: TrainData<'_>,
+    lf: &LogisticFit,
+    cfg: &FitConfig,
+) -> Result<()> {
+    let xu = model.scaler.transform(data.unlabeled);
+    let xl = model.scaler.transform(data.labeled);
+    let head = LogisticHead::fit(xu.view(), xl.view(), lf)?;
+    let base = model.score(data.unlabeled, false, None)?;
+    let log_odds = head.log_odds_scaled(xu.view());
+    let stats = |v: &[f32], what: &str| {
+        RobustStats::of(v).ok_or_else(|| {
+            CoreError::Data(format!(
+                "every training {what} of the supervised term is non-finite"
+            ))
+        })
+    };
+    model.score.supervised = Some(SupervisedTerm {
+        base_stats: stats(&base.score, "score")?,
+        head_stats: stats(&log_odds, "log-odds")?,
+        head,
+    });
+    let scored = model.score(data.unlabeled, false, None)?;
+    let q = cfg.threshold_quantile.unwrap_or(DEFAULT_THRESHOLD_QUANTILE);
+    model.threshold.value = quantile(&scored.score, q)
+        .ok_or_else(|| CoreError::Data("every training score is non-finite".into()))?;
+    model.training.profile = TrainingProfile::new(
+        &scored.score,
+        &scored.raw.s_sum,
+        &[data.unlabeled, data.labeled],
+    );
+    Ok(())
 }
 
 /// [`fit`] of one network: with a score selected on a validation split when configured.

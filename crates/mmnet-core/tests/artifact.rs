@@ -324,3 +324,81 @@ fn sizes_from_the_file_are_capped_before_allocating() {
     f.set_len(artifact::MAX_MANIFEST_BYTES + 1).unwrap();
     expect_artifact_error(dir.path(), "larger than any manifest");
 }
+
+/// A model trained with the supervised term: the term is part of the score, survives the
+/// round trip exactly, and a damaged term is refused with a reason.
+fn supervised_model() -> Model {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let u = Array2::from_shape_simple_fn((200, 5), || rng.random_range(0.0f32..1.0));
+    let l = Array2::from_shape_simple_fn((8, 5), || rng.random_range(0.8f32..1.5));
+    let f: Vec<String> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    fit(
+        TrainData {
+            features: &f,
+            unlabeled: u.view(),
+            labeled: l.view(),
+        },
+        &FitConfig {
+            model: ModelParams {
+                hidden_dim: 16,
+                latent_dim: 8,
+                ..ModelParams::default()
+            }
+            .with_memory_size(8),
+            train: TrainParams {
+                epochs: 2,
+                batch_size: 64,
+                ..Default::default()
+            },
+            supervised: Some(Default::default()),
+            ..Default::default()
+        },
+        &mut mmnet_core::train::Silent,
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_supervised_term_round_trips_and_is_checked() {
+    let m = supervised_model();
+    let term = m.score.supervised.clone().expect("trained with the term");
+    assert_eq!(term.head.coef.len(), 5);
+    assert!(term.head.converged, "{:?}", term.head);
+    let dir = tempfile::tempdir().unwrap();
+    artifact::save(&m, dir.path()).unwrap();
+    let back = artifact::load(dir.path()).unwrap();
+    assert_eq!(back, m);
+    let x = fixture_rows();
+    assert_eq!(
+        back.score(x.view(), false, None).unwrap(),
+        m.score(x.view(), false, None).unwrap()
+    );
+    // One coefficient too few, a non-finite one, a zero spread: each refused by name.
+    edit_manifest(dir.path(), |v| {
+        v["score"]["supervised"]["head"]["coef"]
+            .as_array_mut()
+            .unwrap()
+            .pop();
+    });
+    expect_artifact_error(dir.path(), "supervised term coefficients");
+    artifact::save(&m, dir.path()).unwrap();
+    edit_manifest(dir.path(), |v| {
+        v["score"]["supervised"]["base_stats"]["iqr"] = serde_json::json!(0.0);
+    });
+    expect_artifact_error(dir.path(), "supervised term");
+    // Without the field (a model from before the term) it loads and scores the network alone.
+    artifact::save(&m, dir.path()).unwrap();
+    edit_manifest(dir.path(), |v| {
+        v["score"].as_object_mut().unwrap().remove("supervised");
+    });
+    let old = artifact::load(dir.path()).unwrap();
+    assert!(old.score.supervised.is_none());
+    let net = old.score(x.view(), false, None).unwrap();
+    let with = m.score(x.view(), false, None).unwrap();
+    // The term changes the score (standardised and shifted), not the raw outputs.
+    assert_eq!(net.raw, with.raw);
+    assert_ne!(net.score, with.score);
+}

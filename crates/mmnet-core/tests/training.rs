@@ -477,3 +477,78 @@ fn warm_start_continues_from_the_parent_and_grows_the_anomaly_memory() {
     .to_string();
     assert!(e.contains("missing `x0`"), "{e}");
 }
+
+/// The supervised term (the default through `FitOptions`): a direction the labels show and
+/// the network's few epochs have not learned is picked up, the threshold is recalibrated on
+/// the score with the term (about 1 % of D_u flagged), and rows unlike both classes keep
+/// what the network says about them (only the term's positive part is added).
+#[test]
+fn the_supervised_term_adds_what_the_labels_show() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    // Normal rows: uniform in [0, 1]^8. Labeled anomalies: normal in every feature but one,
+    // where they sit a little high: hard for a reconstruction, easy for a linear model.
+    let normal = Array2::from_shape_simple_fn((1500, 8), || rng.random_range(0.0f32..1.0));
+    let shifted = |rng: &mut ChaCha8Rng, n: usize| {
+        Array2::from_shape_fn((n, 8), |(_, j)| {
+            if j == 3 {
+                rng.random_range(0.8f32..1.3)
+            } else {
+                rng.random_range(0.0f32..1.0)
+            }
+        })
+    };
+    let labeled = shifted(&mut rng, 30);
+    let with = FitConfig {
+        supervised: Some(Default::default()),
+        ..cfg(3, 0)
+    };
+    let net = train_on(&normal, &labeled, &cfg(3, 0));
+    let sup = train_on(&normal, &labeled, &with);
+    assert!(net.score.supervised.is_none());
+    let term = sup.score.supervised.as_ref().unwrap();
+    // The network is the same one: the term is fitted after it.
+    assert_eq!(net.weights, sup.weights);
+    assert!(
+        term.head.coef[3] > 0.0
+            && term.head.coef[3] == term.head.coef.iter().cloned().fold(f32::MIN, f32::max)
+    );
+    let test = concatenate(
+        Axis(0),
+        &[
+            Array2::from_shape_simple_fn((300, 8), || rng.random_range(0.0f32..1.0)).view(),
+            shifted(&mut rng, 60).view(),
+        ],
+    )
+    .unwrap();
+    let labels: Vec<bool> = (0..360).map(|i| i >= 300).collect();
+    let auc = |m: &mmnet_core::Model| {
+        auc_roc(&m.score(test.view(), false, None).unwrap().score, &labels).unwrap()
+    };
+    let (a_net, a_sup) = (auc(&net), auc(&sup));
+    assert!(
+        a_sup > a_net + 0.05,
+        "with the term {a_sup}, without {a_net}"
+    );
+    // The threshold is the 0.99 quantile of the final score over D_u.
+    let flagged = sup
+        .score(normal.view(), false, None)
+        .unwrap()
+        .is_anomaly
+        .iter()
+        .filter(|&&a| a)
+        .count();
+    assert!(
+        (10..=20).contains(&flagged),
+        "{flagged} of 1500 training rows flagged"
+    );
+    // A row far below everything (log-odds very negative) is not pulled below the
+    // network's own standardised view of it.
+    let odd = Array2::from_elem((1, 8), -2.0f32);
+    let s_net = net.score(odd.view(), false, None).unwrap().score[0];
+    let s_sup = sup.score(odd.view(), false, None).unwrap().score[0];
+    assert!(
+        (s_sup - term.base_stats.z(s_net)).abs() < 1e-4,
+        "{s_sup} vs z {}",
+        term.base_stats.z(s_net)
+    );
+}

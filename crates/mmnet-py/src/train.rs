@@ -29,6 +29,7 @@ pub struct Options {
     threshold_quantile: f64,
     seed: u64,
     ensemble: String,
+    supervised: bool,
 }
 
 impl Options {
@@ -59,6 +60,7 @@ impl Options {
             threshold_quantile: self.threshold_quantile,
             seed: self.seed,
             ensemble: Members::parse(&self.ensemble).map_err(|e| e.to_string())?,
+            supervised: self.supervised,
         })
     }
 }

@@ -124,6 +124,12 @@ impl Prescale {
             *v = scale_value(c.as_ref(), lo, scale, *v);
         }
     }
+
+    /// Scales one value of feature `j`.
+    #[inline]
+    pub fn value(&self, j: usize, v: f32) -> f32 {
+        scale_value(self.compress[j].as_ref(), self.lo[j], self.scale[j], v)
+    }
 }
 
 /// One feature value through the model's scaling: log-compression when the feature has it,
@@ -309,6 +315,11 @@ impl Scorer {
             Some(b) => matmul_bf16(x, xs, rows, &b[layer as usize], y, ys, relu, rounded),
             None => matmul(x, xs, rows, self.net.layers()[layer as usize], y, ys, relu),
         }
+    }
+
+    /// The scaling applied to raw rows as they are read, when there is one.
+    pub fn prescale(&self) -> Option<&Prescale> {
+        self.prescale.as_ref()
     }
 
     /// Applies `prescale` to raw rows as they are read (so scaling needs no copy of the batch).

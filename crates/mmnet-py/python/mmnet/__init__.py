@@ -77,6 +77,7 @@ def _options(
     threshold_quantile: float,
     seed: int,
     ensemble: Union[str, int],
+    supervised: bool,
 ) -> dict:
     return dict(
         memory_size=memory_size,
@@ -90,6 +91,7 @@ def _options(
         threshold_quantile=threshold_quantile,
         seed=seed,
         ensemble=str(ensemble),
+        supervised=bool(supervised),
     )
 
 
@@ -212,15 +214,16 @@ def train(
     mask: str = "soft",
     threshold_quantile: float = 0.99,
     ensemble: Union[str, int] = "auto",
+    supervised: bool = True,
 ) -> Model:
     """Trains MMNet on ``data``: rows with ``label_column`` = 1 are the few labeled anomalies,
     every other row is unlabeled (mostly normal) traffic. Every other numeric column except
     ``exclude`` is a feature. Options are ``mmnet train``'s flags (``lambda_`` is
     ``--lambda``); ``score="auto"`` chooses the score on a validation split of the training
-    data; ``ensemble`` is ``--ensemble`` (``"auto"``, or 1 to 16 networks averaged). The GIL
-    is released while training."""
+    data; ``ensemble`` is ``--ensemble`` (``"auto"``, or 1 to 16 networks averaged);
+    ``supervised`` is ``--supervised on|off``. The GIL is released while training."""
     opts = _options(memory_size, epochs, batch_size, learning_rate, score, lambda_, scaling,
-                    mask, threshold_quantile, seed, ensemble)
+                    mask, threshold_quantile, seed, ensemble, supervised)
     return Model(_mmnet.train(_data(data), label_column, list(exclude), opts))
 
 
@@ -245,6 +248,7 @@ def experiment(
     mask: str = "soft",
     threshold_quantile: float = 0.99,
     ensemble: Union[str, int] = "auto",
+    supervised: bool = True,
 ) -> dict:
     """The paper's protocol on a fully labeled table (``label_column`` = true labels),
     ``runs`` times: the same report as ``mmnet experiment --json`` (per run and summary,
@@ -252,7 +256,7 @@ def experiment(
     known/unknown-type protocol: only those types of ``type_column`` are labeled, and the
     test set holds the other types, reported type by type."""
     opts = _options(memory_size, epochs, batch_size, learning_rate, score, lambda_, scaling,
-                    mask, threshold_quantile, seed, ensemble)
+                    mask, threshold_quantile, seed, ensemble, supervised)
     doc = _mmnet.experiment(
         _data(data), label_column, list(exclude), type_column,
         None if known_types is None else [int(k) for k in known_types],
