@@ -34,7 +34,7 @@ DATASETS = [
     ("nslkdd", "nslkdd, attack = 1 (64)"),
     ("unsw", "unsw_nb15, every category labeled (64)"),
 ]
-VARIANTS = ["default", "combined", "paper", "s_sum", "s_kl", "mse"]
+VARIANTS = ["default", "selected", "combined", "paper", "s_sum", "s_kl", "mse"]
 # The fusions `--score auto` chooses among (crates/mmnet-core/src/select.rs).
 FUSIONS = ["combined", "mse", "mse_kl", "mse_logit", "mse_half_logit", "mse_half_logit_kl"]
 # Datasets of the unknown-type protocol: JSON `<key>-known<K>.json`, K each known type.
@@ -153,7 +153,8 @@ def main():
     w("")
     w("| score | definition |")
     w("|---|---|")
-    w("| `default` | what `mmnet_score` is by default (`--score auto`): the fusion below that ranks held-out labeled anomalies above held-out unlabeled rows best on a validation split of the training data |")
+    w("| `default` | what `mmnet_score` is by default (`--score auto --supervised on`): z(`selected`) + max(z(LR), 0), where LR is the log-odds of a logistic regression of D_l against D_u on the scaled features (balanced class weights, C = 1; crates/mmnet-core/src/supervised.rs) and z standardises over D_u |")
+    w("| `selected` | the network's score alone (`--supervised off`): the fusion below that ranks held-out labeled anomalies above held-out unlabeled rows best on a validation split of the training data; the default before session 16 (in files from before, `default` is this) |")
     w("| `combined` | z(ln MSE) + z(logit(1 - S_sum)) + max(z(-S_KL), 0); z = (x - median) / IQR over D_u at the end of training |")
     w("| `mse_kl` | z(ln MSE) + max(z(-S_KL), 0) |")
     w("| `mse_logit` | z(ln MSE) + z(logit(1 - S_sum)) |")
@@ -174,7 +175,7 @@ def main():
     variant_table(w, "dataset (memory K+L)", "", missing_rows=True)
     w("The fusions `--score auto` chooses among, same runs:")
     w("")
-    variant_table(w, "dataset (memory K+L)", "", missing_rows=False, variants=["default"] + FUSIONS)
+    variant_table(w, "dataset (memory K+L)", "", missing_rows=False, variants=["default", "selected"] + FUSIONS)
 
     w("## Against the targets (default score)")
     w("")
@@ -198,7 +199,7 @@ def main():
     w("Fixed scores only: these runs predate `--score auto` (selection does not change the")
     w("model, so each column here is what it would be with it).")
     w("")
-    variant_table(w, "dataset", "-minmax", missing_rows=False, variants=VARIANTS[1:])
+    variant_table(w, "dataset", "-minmax", missing_rows=False, variants=VARIANTS[2:])
 
     w("## Peers on identical splits")
     w("")
@@ -267,7 +268,7 @@ def main():
     w("splits (the semi-supervised ones with the same D_l). AUC-ROC / AUC-PR, all unseen types")
     w("together:")
     w("")
-    cols = ["default"] + FUSIONS + ["s_sum", "s_kl", "paper"]
+    cols = ["default", "selected"] + FUSIONS + ["s_sum", "s_kl", "paper"]
     w("| setting | runs | " + " | ".join(cols) + " | " + " | ".join(p for _, p in PEERS) + " | default >= best peer |")
     w("|---|---|" + "---|" * (len(cols) + len(PEERS) + 1))
     for key, label, _, _ in known_settings():
@@ -287,7 +288,7 @@ def main():
     w("over the runs both sides completed): an average over types hides the type that is")
     w("missed.")
     w("")
-    pcols = ["default", "combined", "mse", "mse_kl", "s_kl"]
+    pcols = ["default", "selected", "combined", "mse", "mse_kl", "s_kl"]
     w("| setting | unseen type | test anomalies per run | " + " | ".join(pcols) + " | " + " | ".join(p for _, p in PEERS) + " |")
     w("|---|---|---|" + "---|" * (len(pcols) + len(PEERS)))
     for key, label, ds, _ in known_settings():
