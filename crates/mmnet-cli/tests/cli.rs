@@ -642,10 +642,13 @@ fn explain_one_row_as_text_and_json() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
             .unwrap();
-    let chosen = format!(
-        "mmnet_score ({})",
-        manifest["score"]["variant"].as_str().unwrap()
-    );
+    // The header names the variant and, when the model carries one, the supervised term.
+    let variant = manifest["score"]["variant"].as_str().unwrap();
+    let chosen = if manifest["score"]["supervised"].is_object() {
+        format!("mmnet_score ({variant} + supervised)")
+    } else {
+        format!("mmnet_score ({variant})")
+    };
     for needle in [chosen.as_str(), "most attended memory items", "share"] {
         assert!(text.contains(needle), "{text}");
     }
