@@ -320,7 +320,10 @@ def main():
     hard, none = load("nslkdd-hard"), load("nslkdd-none")
     soft = load("nslkdd")
     n = len(runs_of(hard)) if hard else 0
-    for name, doc in [("soft", soft), ("hard", hard), ("none", none)]:
+    # A partial table is no ablation: with either of hard and none missing the table has no
+    # rows, which marks the section as not run.
+    ablation = [("soft", soft), ("hard", hard), ("none", none)] if hard and none else []
+    for name, doc in ablation:
         if doc is None:
             w(f"| {name} | 0 | not run | | | |")
             continue
@@ -343,6 +346,7 @@ def main():
             out.append("")
             out.append("_Not run for this version of the document (see the commands at the end)._")
     lines[:] = out
+    lines[:] = carry_over(lines, DOC)
 
     with open(os.path.join(os.path.dirname(__file__), "accuracy_notes.md")) as f:
         w(f.read().rstrip())
@@ -351,6 +355,49 @@ def main():
     with open(DOC, "w") as f:
         f.write("\n".join(lines))
     print(f"wrote {DOC}")
+
+
+NOT_RUN = "_Not run for this version of the document"
+CARRIED = ("_Carried over from the previous version of this document: the JSON files this "
+           "section is made from were not in this run's directory, so its numbers are the "
+           "earlier run's and may predate the current default._")
+
+
+def sections(lines):
+    """[(heading or None, [lines])], split at every `## ` heading."""
+    out = [(None, [])]
+    for line in lines:
+        if line.startswith("## "):
+            out.append((line, []))
+        out[-1][1].append(line)
+    return out
+
+
+def carry_over(lines, doc_path):
+    """Sections this run could not make (no JSON for them) are kept from the existing DOC
+    when it has them, marked as carried over: regenerating the tables that were re-run must
+    not erase the ones that were not (the loop, the ablation and the literal recipe take
+    hours). Sections the new run made always win."""
+    if not os.path.exists(doc_path):
+        return lines
+    with open(doc_path) as f:
+        old = {h: body for h, body in sections(f.read().split("\n")) if h is not None}
+    out = []
+    for heading, body in sections(lines):
+        prev = old.get(heading)
+        if heading is not None and any(l.startswith(NOT_RUN) for l in body) and prev \
+                and not any(l.startswith(NOT_RUN) for l in prev):
+            # The precision markers belong to this run's layout, not to the old one's.
+            markers = [l for l in body if l in (PRECISION_BEGIN, PRECISION_END)]
+            prev = [l for l in prev if l not in (CARRIED, PRECISION_BEGIN, PRECISION_END)]
+            while prev and prev[-1] == "":
+                prev.pop()
+            rest = prev[1:]
+            while rest and rest[0] == "":
+                rest.pop(0)
+            body = prev[:1] + ["", CARRIED, ""] + rest + [""] + ([*markers, ""] if markers else [])
+        out.extend(body)
+    return out
 
 
 def ensemble_section(w):

@@ -15,9 +15,18 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn small_model() -> Model {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    model_of(11, 2.0..3.0, None)
+}
+
+/// A small model on 200 uniform unlabeled rows and 8 labeled ones drawn from `labeled`.
+fn model_of(
+    seed: u64,
+    labeled: std::ops::Range<f32>,
+    supervised: Option<mmnet_core::supervised::LogisticFit>,
+) -> Model {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let u = Array2::from_shape_simple_fn((200, 5), || rng.random_range(0.0f32..1.0));
-    let l = Array2::from_shape_simple_fn((8, 5), || rng.random_range(2.0f32..3.0));
+    let l = Array2::from_shape_simple_fn((8, 5), || rng.random_range(labeled.clone()));
     let f: Vec<String> = ["a", "b", "c", "d", "e"]
         .iter()
         .map(|s| s.to_string())
@@ -40,6 +49,7 @@ fn small_model() -> Model {
                 batch_size: 64,
                 ..Default::default()
             },
+            supervised,
             ..Default::default()
         },
         &mut mmnet_core::train::Silent,
@@ -328,37 +338,7 @@ fn sizes_from_the_file_are_capped_before_allocating() {
 /// A model trained with the supervised term: the term is part of the score, survives the
 /// round trip exactly, and a damaged term is refused with a reason.
 fn supervised_model() -> Model {
-    let mut rng = ChaCha8Rng::seed_from_u64(12);
-    let u = Array2::from_shape_simple_fn((200, 5), || rng.random_range(0.0f32..1.0));
-    let l = Array2::from_shape_simple_fn((8, 5), || rng.random_range(0.8f32..1.5));
-    let f: Vec<String> = ["a", "b", "c", "d", "e"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    fit(
-        TrainData {
-            features: &f,
-            unlabeled: u.view(),
-            labeled: l.view(),
-        },
-        &FitConfig {
-            model: ModelParams {
-                hidden_dim: 16,
-                latent_dim: 8,
-                ..ModelParams::default()
-            }
-            .with_memory_size(8),
-            train: TrainParams {
-                epochs: 2,
-                batch_size: 64,
-                ..Default::default()
-            },
-            supervised: Some(Default::default()),
-            ..Default::default()
-        },
-        &mut mmnet_core::train::Silent,
-    )
-    .unwrap()
+    model_of(12, 0.8..1.5, Some(Default::default()))
 }
 
 #[test]
