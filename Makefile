@@ -98,7 +98,8 @@ experiment: release
 peers: release
 	@bash pipelines/peers.sh "$(MMNET_RELEASE)" "$(SHARED)" "$(OUT)/experiment"
 
-## accuracy: experiment + peers, then docs/ACCURACY.md from their JSON.
+## accuracy: experiment + peers, then docs/ACCURACY.md from their JSON (sections with no JSON
+## in $(OUT)/experiment are kept from the current document, marked as carried over).
 accuracy: experiment peers
 	@python3 benches/accuracy_report.py "$(OUT)/experiment" docs/ACCURACY.md
 
