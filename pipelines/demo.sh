@@ -42,8 +42,9 @@ SQL_FLAGGED=$(awk -F, 'NR == 2 {print $2}' "$OUT/sql_counts.csv")
 
 step "evaluate on the held-out test rows"
 "$MMNET" eval --model "$OUT/model" --data "$OUT/splits/run0/test.parquet" | tee "$OUT/eval.txt"
-# The model's own score (`mmnet_score = NAME` on the first line; training chose it).
-AUC=$(awk 'NR == 1 {v = $NF} $1 == v {print v " AUC-ROC " $2 ", AUC-PR " $3}' "$OUT/eval.txt")
+# The model's own score is the `default` row; the first line names what it is
+# (`mmnet_score = VARIANT + supervised`: the network's chosen score plus the supervised term).
+AUC=$(awk 'NR == 1 {sub(/.*mmnet_score = /, ""); v = $0} $1 == "default" {print v ": AUC-ROC " $2 ", AUC-PR " $3}' "$OUT/eval.txt")
 
 step "the same as pictures: ROC/PR curves, score histogram, training losses"
 "$MMNET" report --model "$OUT/model" --data "$OUT/splits/run0/test.parquet" --out "$OUT/report"
