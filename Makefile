@@ -8,6 +8,10 @@ MMNET_RELEASE := target/release/mmnet
 # even there (Cargo.toml, [profile.dev.package.*]), it shares its build with `make test`, and
 # a cold build takes ~9 minutes instead of ~25 for release (thin LTO over DataFusion).
 MMNET_DEV := target/debug/mmnet
+# The run records docs/ACCURACY.md is generated from: one JSON per experiment and per peers
+# run, committed beside the document (benches/results/accuracy/README.md), so a later session
+# or a reviewer can regenerate the document, or resume an interrupted set with KEEP=1.
+ACCURACY_RUNS ?= benches/results/accuracy
 
 TANSU := .tools/bin/tansu
 
@@ -92,16 +96,16 @@ demo: build tansu
 
 ## experiment: the paper's protocol, 10 runs, on every dataset found in $(SHARED) (long).
 experiment: release
-	@bash pipelines/experiment.sh "$(MMNET_RELEASE)" "$(SHARED)" "$(OUT)/experiment"
+	@bash pipelines/experiment.sh "$(MMNET_RELEASE)" "$(SHARED)" "$(ACCURACY_RUNS)"
 
 ## peers: DevNet, DeepSAD, IsolationForest on the same splits (installs a ~6 GB torch venv).
 peers: release
-	@bash pipelines/peers.sh "$(MMNET_RELEASE)" "$(SHARED)" "$(OUT)/experiment"
+	@bash pipelines/peers.sh "$(MMNET_RELEASE)" "$(SHARED)" "$(ACCURACY_RUNS)"
 
 ## accuracy: experiment + peers, then docs/ACCURACY.md from their JSON (sections with no JSON
-## in $(OUT)/experiment are kept from the current document, marked as carried over).
+## in $(ACCURACY_RUNS) are kept from the current document, marked as carried over).
 accuracy: experiment peers
-	@python3 benches/accuracy_report.py "$(OUT)/experiment" docs/ACCURACY.md
+	@python3 benches/accuracy_report.py "$(ACCURACY_RUNS)" docs/ACCURACY.md
 
 ## accuracy-bf16: every shared dataset (3 runs, 2 on nslkdd and unsw_nb15), each run's test
 ## rows scored with f32 and with bf16 products; rewrites the bf16 section of docs/ACCURACY.md.

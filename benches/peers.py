@@ -61,7 +61,11 @@ def detectors(seed, epochs):
     from deepod.models.tabular import DeepSAD, DeepSVDD, DevNet
     from pyod.models.iforest import IForest
 
-    torch.set_num_threads(2)
+    # Two threads by default (this machine's cores); MMNET_PEERS_THREADS=1 when the peers share
+    # the machine with an mmnet run: torch's OpenMP workers spin-wait, and two of them beside
+    # a busy core ran ~30x slower here; one kept going (~50 s for the four peers of one
+    # annthyroid run, beside an mmnet experiment).
+    torch.set_num_threads(int(os.environ.get("MMNET_PEERS_THREADS", "2")))
     return {
         "devnet": lambda: DevNet(epochs=epochs, device="cpu", verbose=0, random_state=seed),
         "deepsad": lambda: DeepSAD(epochs=epochs, device="cpu", verbose=0, random_state=seed),

@@ -14,7 +14,7 @@
 set -euo pipefail
 MMNET=${1:-target/release/mmnet}
 DATA=${2:-../shared/data}
-OUT=${3:-out/experiment}
+OUT=${3:-benches/results/accuracy}
 RUNS=${RUNS:-10}
 UNKNOWN_RUNS=${UNKNOWN_RUNS:-10}
 UNSW_RUNS=${UNSW_RUNS:-5}

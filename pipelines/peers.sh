@@ -9,7 +9,7 @@
 set -euo pipefail
 MMNET=${1:-target/release/mmnet}
 DATA=${2:-../shared/data}
-OUT=${3:-out/experiment}
+OUT=${3:-benches/results/accuracy}
 RUNS=${RUNS:-10}
 NSLKDD_RUNS=${NSLKDD_RUNS:-3}
 EPOCHS=${EPOCHS:-100}
