@@ -46,6 +46,7 @@ $(TANSU): scripts/install-tansu.sh
 ## start their own Tansu brokers on free ports.
 test: deps lint tansu
 	$(CARGO) test --workspace
+	python3 benches/accuracy_report_test.py
 	$(MAKE) test-python
 
 ## python: the mmnet Python package (crates/mmnet-py, an abi3 wheel built by maturin) installed
