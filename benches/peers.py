@@ -56,8 +56,9 @@ def minmax(train, *others):
     return [f(train)] + [f(o) for o in others]
 
 
-# torch's thread count changes its sums' order and so the deep peers' AUCs (arrhythmia's
-# DeepSAD: 0.8390 at 2 threads, 0.8347 at 1, 10 runs); each JSON records it.
+# torch's thread count changes the order of its sums, and with it the deep peers' AUCs (as
+# we read it: arrhythmia's DeepSAD gave 0.8390 at 2 threads in session 17 and 0.8347 at 1 in
+# session 18, 10 runs, same splits and versions); each JSON records it.
 THREADS = int(os.environ.get("MMNET_PEERS_THREADS", "2"))
 
 
