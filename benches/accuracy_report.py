@@ -51,7 +51,7 @@ def known_settings():
     out = []
     for key, label, _ in TYPED:
         for t in range(0, 100):
-            if os.path.exists(os.path.join(OUT, f"{key}-known{t}.json")):
+            if os.path.exists(record_path(f"{key}-known{t}")):
                 out.append((f"{key}-known{t}", f"{key.split('_')[0]}, known type {t}", key, t))
     return out
 
@@ -77,7 +77,7 @@ def complete(w, names):
     """True when every record in `names` is in OUT. Otherwise writes the not-run line naming
     the missing ones, which makes carry_over keep the section from the previous document:
     a table made from part of its records would silently lose rows that were measured."""
-    missing = [n for n in names if not os.path.exists(os.path.join(OUT, n + ".json"))]
+    missing = [n for n in names if not os.path.exists(record_path(n))]
     if missing:
         w(f"{NOT_RUN}: missing from the run records: " + ", ".join(f"{n}.json" for n in missing) + "._")
         w("")
@@ -88,8 +88,12 @@ PEERS = [("devnet", "DevNet"), ("deepsad", "DeepSAD"), ("deepsvdd", "DeepSVDD"),
          ("iforest", "IsolationForest")]
 
 
+def record_path(name):
+    return os.path.join(OUT, name + ".json")
+
+
 def load(name):
-    path = os.path.join(OUT, name + ".json")
+    path = record_path(name)
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -141,17 +145,13 @@ def cell(s, which="both"):
     return f"{s[0]:.3f} +- {s[1]:.3f} / {s[2]:.3f} +- {s[3]:.3f}"
 
 
-def variant_table(w, first_header, suffix, missing_rows, variants=VARIANTS):
-    """One row per dataset (JSON `<key><suffix>`), one column per score variant."""
+def variant_table(w, first_header, suffix, variants=VARIANTS):
+    """One row per dataset (JSON `<key><suffix>`, each present: callers check `complete`),
+    one column per score variant."""
     w(f"| {first_header} | runs | " + " | ".join(variants) + " |")
     w("|---|---|" + "---|" * len(variants))
     for key, label in DATASETS:
-        doc = load(key + suffix)
-        if doc is None:
-            if missing_rows:
-                w(f"| {label} | 0 | " + " | ".join("not run" for _ in variants) + " |")
-            continue
-        runs = runs_of(doc)
+        runs = runs_of(load(key + suffix))
         w(f"| {label} | {len(runs)} | " + " | ".join(cell(stats(runs, v)) for v in variants) + " |")
     w("")
 
@@ -203,10 +203,10 @@ def main():
     w("## Default recipe (`--scaling auto`), every score")
     w("")
     if complete(w, [k for k, _ in DATASETS]):
-        variant_table(w, "dataset (memory K+L)", "", missing_rows=True)
+        variant_table(w, "dataset (memory K+L)", "")
         w("The fusions `--score auto` chooses among, same runs:")
         w("")
-        variant_table(w, "dataset (memory K+L)", "", missing_rows=False, variants=["default", "selected"] + FUSIONS)
+        variant_table(w, "dataset (memory K+L)", "", variants=["default", "selected"] + FUSIONS)
 
     w("## Against the targets (default score)")
     w("")
@@ -214,11 +214,7 @@ def main():
         w("| dataset | runs | default AUC-ROC | default AUC-PR | target | paper's MMNet | met |")
         w("|---|---|---|---|---|---|---|")
         for key, ((troc, tpr), paper) in TARGETS.items():
-            doc = load(key)
-            if doc is None:
-                w(f"| {key} | 0 | not run | not run | {troc} / {tpr} | {paper} | no |")
-                continue
-            runs = runs_of(doc)
+            runs = runs_of(load(key))
             s = stats(runs, "default")
             met = "yes" if s[0] >= troc and s[2] >= tpr else "no"
             w(f"| {key} | {len(runs)} | {s[0]:.3f} | {s[2]:.3f} | {troc} / {tpr} | {paper} | {met} |")
@@ -232,7 +228,7 @@ def main():
         w("Fixed scores only: these runs predate `--score auto` (selection does not change the")
         w("model, so each column here is what it would be with it).")
         w("")
-        variant_table(w, "dataset", "-minmax", missing_rows=False, variants=VARIANTS[2:])
+        variant_table(w, "dataset", "-minmax", variants=VARIANTS[2:])
 
     w("## Peers on identical splits")
     w("")
@@ -607,9 +603,7 @@ def precision_section(w, out_dir, expected=None):
     w("")
     if not rows:
         w("_Not run for this version of the document._")
-    elif expected is not None and not complete(w, expected):
-        pass
-    else:
+    elif expected is None or complete(w, expected):
         w("| setting | data | runs | AUC-ROC f32 | bf16 | largest abs. change over runs | AUC-PR f32 | bf16 | largest abs. change |")
         w("|---|---|---|---|---|---|---|---|---|")
         worst = 0.0

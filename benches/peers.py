@@ -56,9 +56,12 @@ def minmax(train, *others):
     return [f(train)] + [f(o) for o in others]
 
 
-# torch's thread count changes the order of its sums, and with it the deep peers' AUCs (as
-# we read it: arrhythmia's DeepSAD gave 0.8390 at 2 threads in session 17 and 0.8347 at 1 in
-# session 18, 10 runs, same splits and versions); each JSON records it.
+# torch's threads: two by default (this machine's cores); MMNET_PEERS_THREADS=1 when the peers
+# share the machine with an mmnet run: torch's OpenMP workers spin-wait, and two of them beside
+# a busy core ran ~30x slower here; one kept going (~50 s for the four peers of one annthyroid
+# run, beside an mmnet experiment). The count changes the order of torch's sums, and with it
+# the deep peers' AUCs (as we read it: arrhythmia's DeepSAD gave 0.8390 at 2 threads in session
+# 17 and 0.8347 at 1 in session 18, 10 runs, same splits and versions); each JSON records it.
 THREADS = int(os.environ.get("MMNET_PEERS_THREADS", "2"))
 
 
@@ -67,10 +70,6 @@ def detectors(seed, epochs):
     from deepod.models.tabular import DeepSAD, DeepSVDD, DevNet
     from pyod.models.iforest import IForest
 
-    # Two threads by default (this machine's cores); MMNET_PEERS_THREADS=1 when the peers share
-    # the machine with an mmnet run: torch's OpenMP workers spin-wait, and two of them beside
-    # a busy core ran ~30x slower here; one kept going (~50 s for the four peers of one
-    # annthyroid run, beside an mmnet experiment).
     torch.set_num_threads(THREADS)
     return {
         "devnet": lambda: DevNet(epochs=epochs, device="cpu", verbose=0, random_state=seed),
