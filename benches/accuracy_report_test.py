@@ -88,6 +88,17 @@ class PartialRecords(unittest.TestCase):
         self.assertIn("peers-annthyroid-known1.json", missing)
         self.assertNotIn("annthyroid-known1.json", missing)
 
+    def test_the_literal_recipe_reads_only_its_own_datasets(self):
+        # pipelines/experiment.sh runs --scaling minmax on three datasets, not on nslkdd or
+        # unsw_nb15: the table has a row for each of the three and asks for no other record.
+        for key in ("spambase", "arrhythmia", "annthyroid"):
+            record(os.path.join(self.out, key + "-minmax.json"))
+        body = section(generate(self.out, self.doc), "## Literal recipe")
+        self.assertNotIn("missing from the run records", body)
+        rows = [line for line in body.splitlines() if line.startswith("| ") and "runs" not in line]
+        self.assertEqual([r.split(" |")[0][2:].split(",")[0].split(" (")[0] for r in rows],
+                         ["spambase", "arrhythmia", "annthyroid"])
+
     def test_regenerating_changes_nothing(self):
         record(os.path.join(self.out, "annthyroid-known1.json"))
         first = generate(self.out, self.doc)
